@@ -1,0 +1,60 @@
+"""How long one ``llama_decode`` takes for B tokens on this machine (B tokens in B sequences, as in a
+parallel step), and what a run's mix of batch sizes should cost by that curve."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from ..engine import Engine
+
+DEFAULT_SIZES = (1, 2, 4, 8, 16)
+
+
+def measure_cost_curve(engine: Engine, sizes=DEFAULT_SIZES, repeats: int = 7, prefix_len: int = 64) -> dict[int, float]:
+    """Median ms per decode call for each batch size, after a ``prefix_len``-token prefix. Leaves the cache empty."""
+    ctx, book = engine.ctx, engine.book
+    book.rollback(0)
+    filler = engine.tokenize("The quick brown fox jumps over the lazy dog. " * 16)[:prefix_len]
+    ctx.batch.clear()
+    for i, t in enumerate(filler):
+        ctx.batch.add(t, i, 0, False)
+    ctx.decode()
+    book.commit_many(filler, range(len(filler)))
+    out: dict[int, float] = {}
+    for b in sizes:
+        seqs = [0] + [book.fork() for _ in range(min(b, ctx.n_seq_max) - 1)]
+        times = []
+        for r in range(repeats + 1):
+            ctx.batch.clear()
+            for i in range(b):
+                ctx.batch.add(filler[(i + r) % len(filler)], len(filler) + i // len(seqs), seqs[i % len(seqs)], True)
+            t0 = time.perf_counter()
+            ctx.decode()
+            dt = time.perf_counter() - t0
+            if r:  # the first call warms up
+                times.append(dt)
+            for s in seqs:
+                ctx.seq_rm(s, len(filler), -1)
+        for s in seqs[1:]:
+            book.drop(s)
+        out[b] = 1000 * statistics.median(times)
+    book.rollback(0)
+    return out
+
+
+def cost_of(curve: dict[int, float], batch: int) -> float:
+    """ms for one decode of ``batch`` tokens, interpolated linearly (extrapolated past the last point)."""
+    pts = sorted(curve.items())
+    if batch <= pts[0][0]:
+        return pts[0][1] * batch / pts[0][0]
+    for (b0, c0), (b1, c1) in zip(pts, pts[1:]):
+        if batch <= b1:
+            return c0 + (c1 - c0) * (batch - b0) / (b1 - b0)
+    (b0, c0), (b1, c1) = pts[-2], pts[-1]
+    return c1 + (c1 - c0) * (batch - b1) / (b1 - b0)
+
+
+def predicted_ms(curve: dict[int, float], batch_sizes: dict[int, int]) -> float:
+    """What a run's decode calls cost by the curve."""
+    return sum(cost_of(curve, int(b)) * n for b, n in batch_sizes.items())

@@ -1,0 +1,1 @@
+"""Command-line front ends: thin clients of :mod:`aspd_local.engine`."""

@@ -1,0 +1,253 @@
+"""The public API: an engine over one GGUF model, with ``generate``, ``stream`` and chat sessions.
+
+The CLI, the UI and the server are thin clients of this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from .aspd.tokens import AspdTokens
+from .chat import ChatFormat, Message
+from .decoding.hybrid import Cancelled, Caps, HybridDecoder, Mode
+from .decoding.prefill import prefill
+from .errors import AspdFormatError, ContextOverflowError
+from .events import Done, Event, Result
+from .kv import KvBook
+from .llama import logs
+from .llama.context import Context, ContextParams
+from .llama.model import Model, ModelParams
+from .sampling import LogitsProcessor, SamplingParams
+
+log = logging.getLogger("aspd_local")
+
+
+@dataclass
+class EngineConfig:
+    """How to load and run a model."""
+
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_threads: int | None = None
+    n_gpu_layers: int = -1  # -1: every layer on the GPU when llama.cpp has a GPU backend, else 0
+    max_branches: int = 8
+    verbose: bool = False  # show llama.cpp's own log
+
+
+class Engine:
+    """One model, one context, one KV cache; requests run one at a time (others wait)."""
+
+    def __init__(self, model_path: str, config: EngineConfig | None = None, *,
+                 aspd_tokens: AspdTokens | Mapping | Sequence | str | None = None,
+                 chat_template: str | None = None, **overrides):
+        cfg = config or EngineConfig()
+        for k, v in overrides.items():
+            if not hasattr(cfg, k):
+                raise TypeError(f"unknown engine option {k!r}")
+            setattr(cfg, k, v)
+        self.config = cfg
+        logs.set_verbose(cfg.verbose)
+        self.model = Model(model_path, ModelParams(n_gpu_layers=cfg.n_gpu_layers))
+        try:
+            self.aspd = self._resolve_aspd(aspd_tokens)
+            self.ctx = Context(self.model, ContextParams(n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
+                                                         n_seq_max=max(2, cfg.max_branches),
+                                                         n_threads=cfg.n_threads))
+        except Exception:
+            self.model.close()
+            raise
+        self.book = KvBook(self.ctx)
+        self.chat_format = ChatFormat(self.model, chat_template)
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self.notice = None
+        if self.aspd is None:
+            self.notice = "this model has no ASPD tokens: it is served serially (no parallel blocks)"
+            log.warning(self.notice)
+
+    def _resolve_aspd(self, mapping) -> AspdTokens | None:
+        if mapping is None:
+            ids = AspdTokens.from_metadata(self.model.meta)
+        elif isinstance(mapping, AspdTokens):
+            ids = mapping
+        else:
+            sep = self.model.meta("aspd.title_separator")
+            ids = AspdTokens.from_mapping(mapping, self.model.find_token, **({"separator": sep} if sep else {}))
+        if ids is not None:
+            ids.validate_against(self.model.n_vocab)
+        return ids
+
+    # -- info -----------------------------------------------------------------
+    @property
+    def has_aspd(self) -> bool:
+        return self.aspd is not None
+
+    def describe(self) -> dict:
+        return {"model": self.model.path, "description": self.model.description, "n_params": self.model.n_params,
+                "n_ctx": self.ctx.n_ctx, "n_threads": self.ctx.n_threads, "n_gpu_layers": self.model.n_gpu_layers,
+                "aspd": None if self.aspd is None else dict(zip(
+                    ("title_open", "title_close", "para_open", "para_close", "branch_open", "branch_close"),
+                    self.aspd.ids)),
+                "chat_template": "plain fallback" if self.chat_format.is_fallback else "from GGUF"}
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.model.tokenize(text, add_special=False, parse_special=False)
+
+    def prompt_tokens(self, prompt: str | Iterable[Mapping | Message], chat: bool = True) -> list[int]:
+        """The tokens a prompt becomes: a chat (the template applied) or raw text (with BOS)."""
+        if isinstance(prompt, str):
+            if not chat:
+                return self.model.tokenize(prompt, add_special=True, parse_special=False)
+            prompt = [{"role": "user", "content": prompt}]
+        return self.chat_format.prompt_tokens(prompt)
+
+    # -- generation -----------------------------------------------------------
+    def cancel(self) -> None:
+        """Stop the running request at its next step; the KV cache is rolled back cleanly."""
+        self._cancel.set()
+
+    def generate(self, prompt, **kw) -> Result:
+        """Decode an answer and return it (text, token stream, statistics)."""
+        result = None
+        for ev in self.stream(prompt, **kw):
+            if isinstance(ev, Done):
+                result = ev.result
+        return result
+
+    def stream(self, prompt, *, mode: str | Mode = Mode.PARALLEL, max_tokens: int = 512,
+               sampling: SamplingParams | None = None, caps: Caps | None = None, chat: bool = True,
+               processors: Sequence[LogitsProcessor] = (), record_margins: bool = False,
+               keep: bool = True, **sampling_kw) -> Iterator[Event]:
+        """Stream the events of one answer. ``prompt`` is a user message, a list of chat messages,
+        or token ids. Closing the iterator early cancels the request and cleans the KV cache.
+
+        ``keep=False`` removes the answer from the KV cache afterwards (the prompt stays cached).
+        """
+        tokens = list(prompt) if _is_token_list(prompt) else self.prompt_tokens(prompt, chat)
+        return self._run(tokens, mode=mode, max_tokens=max_tokens, sampling=sampling, caps=caps,
+                         processors=processors, record_margins=record_margins, keep=keep, sampling_kw=sampling_kw)
+
+    def _run(self, tokens: list[int], *, mode, max_tokens, sampling, caps, processors, record_margins, keep,
+             sampling_kw, on_commit=None) -> Iterator[Event]:
+        sampling = sampling or SamplingParams(**sampling_kw)
+        caps = caps or Caps(max_tokens=max_tokens)
+        mode = Mode(mode)
+        with self._lock:
+            self._cancel.clear()
+            t0 = time.perf_counter()
+            book = self.book
+            reused = self._reuse_prefix(tokens)
+            start_mark = book.mark()
+            calls0 = self.ctx.decode_calls
+            try:
+                row = prefill(self.ctx, book, tokens[reused:], self.aspd)
+            except ContextOverflowError:
+                raise
+            except BaseException:
+                book.rollback(start_mark)
+                raise
+            answer_mark = book.mark()
+            dec = HybridDecoder(self.model, self.ctx, book, self.aspd, mode, sampling, caps, processors,
+                                self._cancel.is_set, record_margins)
+            dec.stats.prompt_tokens = len(tokens)
+            dec.stats.reused_prompt_tokens = reused
+            dec.stats.prompt_decode_calls = self.ctx.decode_calls - calls0
+            dec.stats.prompt_s = time.perf_counter() - t0
+            completed = False
+            try:
+                yield from dec.run(row)
+                completed = True
+            except Cancelled:
+                dec.finish_reason = "cancelled"
+            finally:
+                if not completed:
+                    # cancelled, closed by the consumer, or failed: the cache forgets this answer
+                    book.rollback(answer_mark)
+            dec.stats.wall_s = time.perf_counter() - t0
+            result = dec.result()
+            if completed:
+                if on_commit is not None:
+                    on_commit(result)
+                if not keep:
+                    book.rollback(answer_mark)
+            yield Done(result)
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the longest cached prefix of ``tokens`` (at a clean cut) and drop the rest of the cache."""
+        book = self.book
+        n = 0
+        limit = min(len(book.tokens), len(tokens) - 1)  # the last prompt token is always decoded for its logits
+        while n < limit and book.tokens[n] == tokens[n]:
+            n += 1
+        n = book.safe_prefix(n)
+        needed = len(tokens) - n + 1
+        if needed > self.ctx.n_ctx - n:
+            raise ContextOverflowError(
+                f"the prompt has {len(tokens)} tokens but the context holds {self.ctx.n_ctx} "
+                f"(one more is needed to answer); shorten it or raise n_ctx")
+        book.rollback(n)
+        return n
+
+    # -- chat -----------------------------------------------------------------
+    def session(self, system: str | None = None, history: Iterable[Mapping | Message] = ()) -> "ChatSession":
+        return ChatSession(self, system, history)
+
+    def check_cache(self) -> list[str]:
+        """Differences between the engine's record of the KV cache and llama.cpp's (empty when clean)."""
+        return self.book.problems()
+
+    def close(self) -> None:
+        self.ctx.close()
+        self.model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _is_token_list(x) -> bool:
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(t, int) for t in x)
+
+
+class ChatSession:
+    """A multi-turn conversation. Each turn reuses the KV cache of the earlier turns: the prompt of
+    turn n is the exact token stream of turns 1..n-1 plus the new message."""
+
+    def __init__(self, engine: Engine, system: str | None = None, history: Iterable[Mapping | Message] = ()):
+        self.engine = engine
+        self.messages: list[Message] = []
+        if system:
+            self.messages.append(Message("system", system))
+        self.messages.extend(Message.of(m) for m in history)
+        self._tokens: list[int] = []
+
+    def stream(self, text: str, **kw) -> Iterator[Event]:
+        msgs = self.messages + [Message("user", text)]
+        tokens = self.engine.chat_format.prompt_tokens(msgs)
+
+        def commit(result: Result) -> None:
+            self.messages = msgs + [Message("assistant", result.text, list(result.tokens))]
+            self._tokens = tokens + list(result.tokens)
+
+        e = self.engine
+        return e._run(tokens, mode=kw.pop("mode", Mode.PARALLEL), max_tokens=kw.pop("max_tokens", 512),
+                      sampling=kw.pop("sampling", None), caps=kw.pop("caps", None),
+                      processors=kw.pop("processors", ()), record_margins=kw.pop("record_margins", False),
+                      keep=True, sampling_kw=kw, on_commit=commit)
+
+    def send(self, text: str, **kw) -> Result:
+        result = None
+        for ev in self.stream(text, **kw):
+            if isinstance(ev, Done):
+                result = ev.result
+        return result
+
+    def tokens(self) -> list[int]:
+        """The conversation's token stream after the last completed turn (what the KV cache holds)."""
+        return list(self._tokens)
