@@ -50,7 +50,8 @@ class StreamInfo:
 
     block: int | None  # None for serial text
     branch: int | None
-    tokens: list[int] = field(default_factory=list)  # tokens this stream produced so far (forced ones included)
+    tokens: list[int] = field(default_factory=list)  # tokens this stream produced so far: serial text and
+    # titles for the serial stream; for a branch, its content after the forced prefix
 
 
 # A logits processor edits a writable copy of the logits in place.

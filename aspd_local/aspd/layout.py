@@ -77,16 +77,13 @@ def layout_of(tokens: Sequence[int], ids: AspdTokens | None, start: int = 0) -> 
             k += 1
             lay.blocks[-1][1].append((i, i))
         j += 1
-        lay.positions.append(para_pos + j)
+        lay.positions.append(para_pos + 1 + j)
         lay.branch.append((block, k))
-        lmax = max(lmax, j)
+        lmax = max(lmax, j + 1)
         start_i, _ = lay.blocks[-1][1][k]
         lay.blocks[-1][1][k] = (start_i, i + 1)
         if t == ids.branch_close:
             j = -1
-    if in_block:
-        # An unfinished block: nothing follows it yet; serial continuation would start at P + 1 + Lmax.
-        pass
     return lay
 
 

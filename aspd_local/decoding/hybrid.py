@@ -276,7 +276,7 @@ class HybridDecoder:
                     b.next_token, margin = self.aspd.branch_close, None
                     b.reason = "context" if context_short else "cap"
                 else:
-                    info = StreamInfo(block, b.index, b.tokens)
+                    info = StreamInfo(block, b.index, b.content)
                     tok = self._sample(b.sampler, b.row, Phase.BRANCH, b.history, info)
                     margin = b.sampler.last_margin if self.record_margins else None
                     if self.grammar.is_eog(tok):

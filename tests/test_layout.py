@@ -1,0 +1,75 @@
+"""The ASPD layout rules (spec sections 2-4), token-level, no model needed."""
+
+import pytest
+
+from aspd_local.aspd.layout import LayoutError, layout_of, render_tokens
+from aspd_local.aspd.tokens import AspdTokens
+from aspd_local.errors import AspdFormatError
+
+A = AspdTokens(1, 2, 3, 4, 5, 6)
+TO, TC, PO, PC, BO, BC = A.ids
+
+
+def test_positions_follow_max_para():
+    # s s TO t TC TO t TC PO | BO x x BC | BO y BC | PC s
+    toks = [100, 101, TO, 50, TC, TO, 51, TC, PO, BO, 60, 61, BC, BO, 70, BC, PC, 102]
+    lay = layout_of(toks, A, start=10)
+    P = 10 + 8
+    assert lay.positions[:9] == list(range(10, 19))
+    assert lay.positions[9:13] == [P + 1, P + 2, P + 3, P + 4]  # branch 0, Lmax = 4
+    assert lay.positions[13:16] == [P + 1, P + 2, P + 3]  # branch 1 restarts at P + 1
+    assert lay.positions[16] == P + 1 + 4  # <|/para|> at P + 1 + Lmax
+    assert lay.positions[17] == P + 6
+    assert lay.branch[10] == (0, 0) and lay.branch[14] == (0, 1) and lay.branch[16] is None
+    assert lay.next_position == P + 7
+
+
+def test_mask_branches_never_see_siblings():
+    toks = [100, TO, 50, TC, TO, 51, TC, PO, BO, 60, BC, BO, 70, BC, PC, 101]
+    lay = layout_of(toks, A)
+    b1_tok = 12  # '70' in branch 1
+    assert lay.can_see(b1_tok, 7)  # <|para|>
+    assert lay.can_see(b1_tok, 11)  # own <|branch|>
+    assert not any(lay.can_see(b1_tok, j) for j in range(8, 11))  # branch 0
+    assert all(lay.can_see(14, j) for j in range(14))  # <|/para|> sees everything
+    assert all(lay.can_see(15, j) for j in range(15))
+
+
+def test_two_blocks_numbered_apart():
+    toks = [TO, 50, TC, PO, BO, 60, BC, PC, TO, 51, TC, TO, 52, TC, PO, BO, 61, BC, BO, 62, BC, PC]
+    lay = layout_of(toks, A)
+    assert [b for b in lay.branch if b] == [(0, 0)] * 3 + [(1, 0)] * 3 + [(1, 1)] * 3
+    assert len(lay.blocks) == 2
+
+
+def test_text_between_branches_is_rejected():
+    with pytest.raises(LayoutError):
+        layout_of([TO, 50, TC, PO, 99], A)
+
+
+def test_without_aspd_everything_is_serial():
+    lay = layout_of([5, 6, 7], None, start=3)
+    assert lay.positions == [3, 4, 5] and lay.branch == [None] * 3
+
+
+def test_render_drops_titles_prefixes_and_controls():
+    pieces = {50: b"A", 51: b"B", 52: b": ", 60: b"one\n", 70: b"two\n", 100: b"Intro\n", 101: b"End"}
+    toks = [100, TO, 50, TC, TO, 51, TC, PO, BO, 50, 52, 60, BC, BO, 51, 52, 70, BC, PC, 101]
+    assert render_tokens(toks, A, pieces.__getitem__) == "Intro\none\ntwo\nEnd"
+
+
+def test_metadata_and_mapping():
+    meta = {"aspd.version": "1", "aspd.position_mode": "max_para", "aspd.title_separator": " - "}
+    meta.update({f"aspd.token.{r}": str(i) for r, i in zip(
+        ("title_open", "title_close", "para_open", "para_close", "branch_open", "branch_close"), range(10, 16))})
+    ids = AspdTokens.from_metadata(meta.get)
+    assert ids.ids == tuple(range(10, 16)) and ids.separator == " - "
+    assert AspdTokens.from_metadata({}.get) is None
+    with pytest.raises(AspdFormatError, match="normal.*cannot be served"):
+        AspdTokens.from_metadata({**meta, "aspd.position_mode": "normal"}.get)
+    with pytest.raises(AspdFormatError, match="needs 6"):
+        AspdTokens.from_mapping("1,2,3")
+    with pytest.raises(AspdFormatError, match="distinct"):
+        AspdTokens.from_mapping([1, 1, 2, 3, 4, 5])
+    with pytest.raises(AspdFormatError, match="not a single vocabulary entry"):
+        AspdTokens.from_mapping("<a>,<b>,<c>,<d>,<e>,<f>", resolve=lambda s: None)
