@@ -27,13 +27,14 @@ def test_batched_branches_match_isolated_decoding(f16_engine):
     P = len(prefix) - 1
     # split the answer's branch tokens (stream order: branch 0, 1, ...)
     spans, cur = [], None
-    for i, t in enumerate(r.tokens[para + 1:]):
+    for t in r.tokens[para + 1:]:
         if t == a.branch_open:
             cur = [t]
-        else:
+        elif cur is not None:
             cur.append(t)
             if t == a.branch_close:
                 spans.append(cur)
+                cur = None
     assert len(spans) == 4
     engine_logits = {(k[1], n): lg for k, n, lg in script.seen if k is not None}
 
