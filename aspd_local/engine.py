@@ -165,8 +165,8 @@ class Engine:
                 dec.finish_reason = "cancelled"
             finally:
                 if not completed:
-                    # cancelled, closed by the consumer, or failed: the cache forgets this answer
-                    book.rollback(answer_mark)
+                    # cancelled, closed by the consumer, or failed: the cache forgets this request
+                    book.rollback(start_mark)
             dec.stats.wall_s = time.perf_counter() - t0
             result = dec.result()
             if completed:

@@ -1,0 +1,145 @@
+"""Malformed structures from a model, and cancelled requests: each ends cleanly with a readable result,
+and afterwards the KV cache holds exactly the conversation's tokens, so the next request is unaffected."""
+
+import threading
+
+import pytest
+
+from aspd_local import BlockStart, BranchDelta, Caps, Done
+from aspd_local.aspd.layout import render_tokens
+from conftest import make_engine
+from script import FREE, Script, block_script
+
+NEXT_PROMPT = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def reference_next(f16_path):
+    """The next request's answer on a fresh engine."""
+    e = make_engine(f16_path)
+    try:
+        return e.generate(NEXT_PROMPT, max_tokens=16).tokens
+    finally:
+        e.close()
+
+
+def _assert_clean(e, prompt_tokens, result, reference_next):
+    assert e.check_cache() == []
+    assert e.book.tokens == prompt_tokens + result.tokens
+    # the streamed rendering equals the layout renderer's reading of the token stream (spec section 4)
+    assert result.text == render_tokens(result.tokens, e.aspd, e.model.piece)
+    assert e.generate(NEXT_PROMPT, max_tokens=16, keep=False).tokens == reference_next
+    assert e.check_cache() == []
+
+
+def _run(e, serial, branches, caps, prompt="Give me some parts."):
+    tokens = e.prompt_tokens(prompt)
+    r = e.generate(tokens, processors=[Script(serial, branches)], caps=caps)
+    return tokens, r
+
+
+def test_title_never_closed(f16_engine, reference_next):
+    e = f16_engine
+    word = e.tokenize(" word")[0]
+    serial = [e.aspd.title_open] + [word] * 200
+    p, r = _run(e, serial, {}, Caps(max_tokens=150, max_title_tokens=5, max_titles=3, max_branch_tokens=6))
+    assert r.blocks, "the capped title still opens a block"
+    assert all(len(e.tokenize(t)) <= 5 for t in r.blocks[0].titles)
+    _assert_clean(e, p, r, reference_next)
+
+
+def test_too_many_titles(f16_engine, reference_next):
+    e = f16_engine
+    serial, branches = block_script(e, [f"Part {i}" for i in range(12)], [3] * 12)
+    serial += [e.model.eos]
+    p, r = _run(e, serial, branches, Caps(max_tokens=300, max_titles=4))
+    assert len(r.blocks[0].titles) == 4
+    assert r.blocks[0].titles == [f"Part {i}" for i in range(4)]
+    _assert_clean(e, p, r, reference_next)
+
+
+def test_para_without_title_is_refused(f16_engine, reference_next):
+    e = f16_engine
+    serial = [e.aspd.para_open, e.aspd.para_open, FREE, FREE, e.model.eos]
+    p, r = _run(e, serial, {}, Caps(max_tokens=20))
+    assert r.blocks == [] and e.aspd.para_open not in r.tokens
+    _assert_clean(e, p, r, reference_next)
+
+
+def test_branch_that_never_closes(f16_engine, reference_next):
+    e = f16_engine
+    word = e.tokenize(" again")[0]
+    serial, _ = block_script(e, ["Loop", "Fine"], [])
+    serial += [e.model.eos]
+    branches = {(0, 0): [word] * 500, (0, 1): [FREE] * 3 + [e.aspd.branch_close]}
+    events = list(e.stream(e.prompt_tokens("Loop forever."), processors=[Script(serial, branches)],
+                           caps=Caps(max_tokens=200, max_branch_tokens=10)))
+    r = events[-1].result
+    ends = {ev.branch: ev.reason for ev in events if type(ev).__name__ == "BranchEnd"}
+    assert ends == {0: "cap", 1: "closed"}
+    assert r.blocks[0].token_counts[0] == 1 + len(e.tokenize("Loop: ")) + 10 + 1
+    _assert_clean(e, e.prompt_tokens("Loop forever."), r, reference_next)
+
+
+def test_eos_inside_a_branch_closes_it(f16_engine, reference_next):
+    e = f16_engine
+    serial, _ = block_script(e, ["One", "Two"], [])
+    serial += [FREE, e.model.eos]
+    branches = {(0, 0): [FREE, FREE, e.model.eos], (0, 1): [FREE] * 4 + [e.aspd.branch_close]}
+    tokens = e.prompt_tokens("Two things.")
+    events = list(e.stream(tokens, processors=[Script(serial, branches)], max_tokens=100))
+    ends = {ev.branch: ev.reason for ev in events if type(ev).__name__ == "BranchEnd"}
+    assert ends == {0: "eos", 1: "closed"}
+    r = events[-1].result
+    assert e.model.eos not in r.tokens[: r.tokens.index(e.aspd.para_close)]
+    _assert_clean(e, tokens, r, reference_next)
+
+
+def test_context_running_out_mid_block(f16_path, reference_next):
+    e = make_engine(f16_path, n_ctx=256)
+    try:
+        serial, branches = block_script(e, ["North", "South", "East", "West"], [None] * 4)
+        serial += [FREE] * 500
+        tokens = e.prompt_tokens("Describe the four directions in great detail.")
+        r = e.generate(tokens, processors=[Script(serial, branches)], caps=Caps(max_tokens=1000))
+        assert r.finish_reason == "context"
+        assert r.blocks and len(r.blocks[0].texts) == 4
+        assert e.aspd.para_close in r.tokens  # the block was still closed
+        assert e.book.n_cells <= 256
+        _assert_clean(e, tokens, r, reference_next)
+    finally:
+        e.close()
+
+
+def test_cancelled_stream_mid_block(f16_engine, reference_next):
+    e = f16_engine
+    before = list(e.book.tokens)
+    serial, branches = block_script(e, ["Left", "Right"], [30, 30])
+    stream = e.stream("Compare left and right.", processors=[Script(serial, branches)], max_tokens=200)
+    for ev in stream:
+        if isinstance(ev, BranchDelta) and ev.branch == 1:
+            break
+    stream.close()
+    assert e.check_cache() == []
+    common = 0
+    while common < min(len(before), len(e.book.tokens)) and before[common] == e.book.tokens[common]:
+        common += 1
+    assert e.book.tokens == before[:common], "only a prefix of the earlier cache may remain"
+    assert e.generate(NEXT_PROMPT, max_tokens=16, keep=False).tokens == reference_next
+
+
+def test_cancel_call_returns_partial_result(f16_engine, reference_next):
+    e = f16_engine
+    serial, branches = block_script(e, ["Up", "Down", "Sideways"], [40, 40, 40])
+    seen_block = False
+    done = None
+    for ev in e.stream("Directions?", processors=[Script(serial, branches)], max_tokens=300):
+        if isinstance(ev, BlockStart):
+            seen_block = True
+        if isinstance(ev, BranchDelta) and ev.branch == 2:
+            threading.Thread(target=e.cancel).start()
+        if isinstance(ev, Done):
+            done = ev.result
+    assert seen_block and done.finish_reason == "cancelled"
+    assert e.check_cache() == []
+    assert e.generate(NEXT_PROMPT, max_tokens=16, keep=False).tokens == reference_next
