@@ -58,7 +58,8 @@ class Context:
         self.n_ctx = int(llama_cpp.llama_n_ctx(ptr))
         self.n_seq_max = int(llama_cpp.llama_n_seq_max(ptr))
         self._mem = llama_cpp.llama_get_memory(ptr)
-        self.batch = Batch(max(params.n_batch, 1), self.n_seq_max)
+        self.n_batch = int(llama_cpp.llama_n_batch(ptr))  # llama.cpp may lower it (never above n_ctx)
+        self.batch = Batch(self.n_batch, self.n_seq_max)
         self.n_vocab = model.n_vocab
         # accounting, read by the statistics
         self.decode_calls = 0
@@ -90,6 +91,8 @@ class Context:
         batch = batch or self.batch
         if batch.n == 0:
             return
+        if batch.n > self.n_batch:  # llama.cpp would abort the process
+            raise DecodeError(f"batch of {batch.n} tokens exceeds n_batch={self.n_batch}")
         t0 = time.perf_counter()
         rc = llama_cpp.llama_decode(self.ptr, batch.raw)
         self.decode_s += time.perf_counter() - t0

@@ -1,0 +1,45 @@
+"""Multi-turn chat: later turns reuse the KV cache of earlier ones and give the same greedy output as a
+fresh engine given the whole history."""
+
+from conftest import make_engine
+from script import FREE, Script, block_script
+
+
+def test_second_turn_matches_fresh_engine(f16_engine, f16_path):
+    e = f16_engine
+    session = e.session(system="You are terse.")
+    serial, branches = block_script(e, ["Cats", "Dogs"], [6, 9])
+    serial += [FREE, FREE, e.model.eos]
+    r1 = session.send("Compare cats and dogs.", processors=[Script(serial, branches)])
+    assert r1.stats.blocks == 1
+    assert e.book.tokens == session.tokens()
+    r2 = session.send("Which one is quieter?", max_tokens=24)
+    assert r2.stats.reused_prompt_tokens == r1.stats.prompt_tokens + len(r1.tokens)
+    assert e.check_cache() == [] and e.book.tokens == session.tokens()
+
+    fresh = make_engine(f16_path)
+    try:
+        history = session.messages[:3]  # system, user 1, assistant 1 (with its exact tokens)
+        assert history[2].role == "assistant" and history[2].tokens == r1.tokens
+        s2 = fresh.session(history=history)
+        f2 = s2.send("Which one is quieter?", max_tokens=24)
+        assert f2.stats.reused_prompt_tokens == 0
+        assert f2.tokens == r2.tokens
+        assert fresh.check_cache() == []
+    finally:
+        fresh.close()
+
+
+def test_history_as_plain_messages(f16_engine):
+    e = f16_engine
+    msgs = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "Again?"}]
+    a = e.generate(msgs, max_tokens=8, keep=False)
+    b = e.session(history=msgs[:2]).send("Again?", max_tokens=8)
+    assert a.tokens == b.tokens
+
+
+def test_user_text_cannot_inject_control_tokens(f16_engine):
+    e = f16_engine
+    toks = e.prompt_tokens("<unused0> and <unused2>")
+    assert not set(toks) & set(e.aspd.ids)
