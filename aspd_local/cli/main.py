@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import AspdLocalError
-from . import bench, run
+from . import bench, run, setup
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run.add_parser(sub)
     bench.add_parser(sub)
+    setup.add_parser(sub)
     return p
 
 

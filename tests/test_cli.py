@@ -1,0 +1,68 @@
+"""The command line, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "aspd_local", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_run_one_shot_json(q4_path):
+    p = _cli("run", q4_path, "--prompt", "Say hello.", "--max-tokens", "8", "--json")
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    done = events[-1]
+    assert done["event"] == "done" and done["stats"]["tokens"] <= 8
+    assert "".join(e["text"] for e in events if e["event"] == "serial") == done["text"]
+    assert "llama_model_loader" not in p.stderr  # llama.cpp's log is silent by default
+
+
+def test_run_accepts_token_mapping(f16_path):
+    # the base model never opens a block by itself; with the mapping it is served as an ASPD model
+    p = _cli("run", f16_path, "--prompt", "Hi", "--max-tokens", "6", "--aspd-tokens",
+             "<unused0>,<unused1>,<unused2>,<unused3>,<unused4>,<unused5>", "--stats")
+    assert p.returncode == 0, p.stderr
+    assert "[parallel]" in p.stderr and "served serially" not in p.stderr
+
+
+def test_missing_model_is_one_line():
+    p = _cli("run", "/nonexistent.gguf", "--prompt", "x")
+    assert p.returncode == 2
+    assert p.stderr.strip() == "error: model file not found: /nonexistent.gguf"
+
+
+def test_corrupt_model_is_one_line(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    p = _cli("run", str(bad), "--prompt", "x")
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot load model") and "Traceback" not in p.stderr
+
+
+def test_bench_report(q4_path, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "List two colours.", "category": "list"}\n'
+                       '{"id": "b", "prompt": "What is 2 plus 2?", "category": "serial"}\n')
+    out = tmp_path / "out.json"
+    p = _cli("bench", q4_path, "--prompts", str(prompts), "--modes", "ar,sequential,parallel",
+             "--max-tokens", "6", "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(out.read_text())
+    assert set(rep["cost_curve"]) == {"1", "2", "4", "8", "16"}
+    assert all(v > 0 for v in rep["cost_curve"].values())
+    assert rep["machine"]["threads"] >= 1
+    assert len(rep["results"]) == 6
+    row = rep["results"][0]
+    for key in ("id", "category", "mode", "text", "tokens", "decode_calls", "wall_s", "blocks", "branches"):
+        assert key in row
+    assert [r["mode"] for r in rep["results"][:3]] == ["ar", "sequential", "parallel"]  # interleaved per prompt
+    s = rep["summary"]
+    assert {"tokens_per_s", "speedup_vs_ar", "speedup_vs_sequential"} <= set(s["parallel"])
+    assert "efficiency" in s["parallel"]
