@@ -2,7 +2,7 @@
 fresh engine given the whole history."""
 
 from conftest import make_engine
-from script import FREE, Script, block_script
+from aspd_local.bench.script import FREE, Script, block_script
 
 
 def test_second_turn_matches_fresh_engine(f16_engine, f16_path):

@@ -68,7 +68,7 @@ def test_model_without_aspd_tokens_is_served_serially(q4_path):
 
 def test_ar_mode_masks_control_tokens(f16_engine):
     """In ar mode the model cannot open a block even when it wants to."""
-    from script import Script
+    from aspd_local.bench.script import Script
     a = f16_engine.aspd
     r = f16_engine.generate("Hi", mode="ar", max_tokens=6, keep=False,
                             processors=[Script([a.title_open] * 6, {})])

@@ -4,7 +4,7 @@ decoded alone, token by token, after the same prefix (positions P + 1 + j)."""
 import numpy as np
 
 from aspd_local.llama.context import Context, ContextParams
-from script import FREE, Script, block_script
+from aspd_local.bench.script import FREE, Script, block_script
 
 # f16 weights: a batch of n and a batch of 1 differ by ~0.01 (spec section 8); a wrong mask or
 # position moves logits by whole units.

@@ -8,7 +8,7 @@ import pytest
 from aspd_local import BlockStart, BranchDelta, Caps, Done
 from aspd_local.aspd.layout import render_tokens
 from conftest import make_engine
-from script import FREE, Script, block_script
+from aspd_local.bench.script import FREE, Script, block_script
 
 NEXT_PROMPT = "What is the capital of France?"
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from script import FREE, Script, block_script
+from aspd_local.bench.script import FREE, Script, block_script
 
 PROMPT = "Describe each of these briefly."
 

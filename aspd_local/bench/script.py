@@ -1,7 +1,9 @@
-"""Forced token scripts: a logits processor that makes the real model "say" a given structure.
+"""Forced token scripts: a logits processor that makes a real model "say" a given structure.
 
-A script entry is a token id to force, or None to let the model choose. The engine's own masks
-still apply after the processor, exactly as they would to a model that wanted that token.
+Tests use it to drive the engine through blocks (and malformed ones) on a model that was never
+fine-tuned for ASPD; the engine benchmark uses it to measure parallel decoding on such a model.
+A script entry is a token id to force, or None (FREE) to let the model choose. The engine's own
+masks still apply after the processor, exactly as they would to a model that wanted that token.
 """
 
 from __future__ import annotations
