@@ -11,11 +11,11 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from .aspd.tokens import AspdTokens
+from .aspd.tokens import ROLES, AspdTokens
 from .chat import ChatFormat, Message
 from .decoding.hybrid import Cancelled, Caps, HybridDecoder, Mode
 from .decoding.prefill import prefill
-from .errors import AspdFormatError, ContextOverflowError
+from .errors import ContextOverflowError
 from .events import Done, Event, Result
 from .kv import KvBook
 from .llama import logs
@@ -89,9 +89,7 @@ class Engine:
     def describe(self) -> dict:
         return {"model": self.model.path, "description": self.model.description, "n_params": self.model.n_params,
                 "n_ctx": self.ctx.n_ctx, "n_threads": self.ctx.n_threads, "n_gpu_layers": self.model.n_gpu_layers,
-                "aspd": None if self.aspd is None else dict(zip(
-                    ("title_open", "title_close", "para_open", "para_close", "branch_open", "branch_close"),
-                    self.aspd.ids)),
+                "aspd": None if self.aspd is None else dict(zip(ROLES, self.aspd.ids)),
                 "chat_template": "plain fallback" if self.chat_format.is_fallback else "from GGUF"}
 
     def tokenize(self, text: str) -> list[int]:
@@ -145,8 +143,6 @@ class Engine:
             calls0 = self.ctx.decode_calls
             try:
                 row = prefill(self.ctx, book, tokens[reused:], self.aspd)
-            except ContextOverflowError:
-                raise
             except BaseException:
                 book.rollback(start_mark)
                 raise

@@ -62,12 +62,18 @@ class KvBook:
 
         Cutting there removes a clean tail by position (never half a parallel block).
         """
-        n = min(n, len(self.tokens))
-        while n > 0:
-            if min(self.positions[n:], default=1 << 30) > max(self.positions[:n]):
-                return n
-            n -= 1
-        return 0
+        pos = self.positions
+        n = min(n, len(pos))
+        suffix_min = [1 << 30] * (len(pos) + 1)
+        for i in range(len(pos) - 1, -1, -1):
+            suffix_min[i] = min(pos[i], suffix_min[i + 1])
+        prefix_max = -1
+        best = 0
+        for m in range(1, n + 1):
+            prefix_max = max(prefix_max, pos[m - 1])
+            if suffix_min[m] > prefix_max:
+                best = m
+        return best
 
     def rollback(self, mark: Mark | int) -> None:
         """Drop every branch sequence and every token of sequence 0 after ``mark``."""

@@ -73,3 +73,24 @@ def test_metadata_and_mapping():
         AspdTokens.from_mapping([1, 1, 2, 3, 4, 5])
     with pytest.raises(AspdFormatError, match="not a single vocabulary entry"):
         AspdTokens.from_mapping("<a>,<b>,<c>,<d>,<e>,<f>", resolve=lambda s: None)
+
+
+def test_render_of_an_unfinished_branch_drops_its_prefix():
+    pieces = {50: b"A", 52: b": ", 60: b"one"}
+    assert render_tokens([TO, 50, TC, PO, BO, 50, 52, 60], A, pieces.__getitem__) == "one"
+
+
+def test_safe_prefix_never_cuts_a_block():
+    from aspd_local.kv import KvBook
+
+    class _Ctx:
+        n_ctx, n_seq_max = 100, 4
+
+    book = KvBook(_Ctx())
+    toks = [100, TO, 50, TC, PO, BO, 60, 61, BC, BO, 70, BC, PC, 101]
+    book.commit_many(toks, layout_of(toks, A).positions)
+    assert book.safe_prefix(4) == 4  # serial: any cut is clean
+    assert book.safe_prefix(5) == 5  # right after <|para|>
+    assert book.safe_prefix(7) == 5  # inside branch 0: back to the block start
+    assert book.safe_prefix(11) == 5  # inside branch 1
+    assert book.safe_prefix(13) == 13  # after <|/para|>

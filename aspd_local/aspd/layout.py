@@ -87,7 +87,7 @@ def layout_of(tokens: Sequence[int], ids: AspdTokens | None, start: int = 0) -> 
     return lay
 
 
-def render_tokens(tokens: Sequence[int], ids: AspdTokens | None, piece, title_of=None) -> str:
+def render_tokens(tokens: Sequence[int], ids: AspdTokens | None, piece) -> str:
     """The text a user sees (spec section 4) from a token stream, given ``piece(token) -> bytes``.
 
     Titles are dropped; each branch loses its ``<|branch|>Title: `` prefix and its closing token.
@@ -95,11 +95,18 @@ def render_tokens(tokens: Sequence[int], ids: AspdTokens | None, piece, title_of
     if ids is None:
         return b"".join(piece(t) for t in tokens).decode("utf-8", errors="replace")
     control = set(ids.ids)
+    sep = ids.separator.encode()
     out: list[bytes] = []
     titles: list[bytes] = []
     cur_title: list[bytes] | None = None
     branch: list[bytes] | None = None
     k = 0
+
+    def content(parts: list[bytes]) -> bytes:
+        text = b"".join(parts)
+        prefix = titles[k] + sep if k < len(titles) else None
+        return text[len(prefix):] if prefix is not None and text.startswith(prefix) else text
+
     for t in tokens:
         if t == ids.title_open:
             cur_title = []
@@ -111,12 +118,7 @@ def render_tokens(tokens: Sequence[int], ids: AspdTokens | None, piece, title_of
         elif t == ids.branch_open:
             branch = []
         elif t == ids.branch_close:
-            text = b"".join(branch or [])
-            if k < len(titles):
-                prefix = titles[k] + ids.separator.encode()
-                if text.startswith(prefix):
-                    text = text[len(prefix):]
-            out.append(text)
+            out.append(content(branch or []))
             branch = None
             k += 1
         elif t == ids.para_close:
@@ -130,5 +132,5 @@ def render_tokens(tokens: Sequence[int], ids: AspdTokens | None, piece, title_of
         else:
             out.append(piece(t))
     if branch is not None:
-        out.append(b"".join(branch))
+        out.append(content(branch))
     return b"".join(out).decode("utf-8", errors="replace")
