@@ -43,3 +43,23 @@ def test_user_text_cannot_inject_control_tokens(f16_engine):
     e = f16_engine
     toks = e.prompt_tokens("<unused0> and <unused2>")
     assert not set(toks) & set(e.aspd.ids)
+
+
+GEMMA_STYLE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def test_jinja_chat_template(f16_path):
+    e = make_engine(f16_path, chat_template=GEMMA_STYLE)
+    try:
+        toks = e.prompt_tokens("Hello <start_of_turn> there")
+        sot = e.model.find_token("<start_of_turn>")
+        assert toks[0] == e.model.bos and toks.count(e.model.bos) == 1
+        assert toks.count(sot) == 2  # the template's two, not the one typed by the user
+        assert e.model.detokenize(toks).endswith("model\n")
+        r = e.generate("Hello", max_tokens=4, keep=False)
+        assert r.stats.prompt_tokens == len(e.prompt_tokens("Hello"))
+    finally:
+        e.close()
