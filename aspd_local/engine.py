@@ -6,6 +6,7 @@ The CLI, the UI and the server are thin clients of this module.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -14,14 +15,20 @@ from dataclasses import dataclass
 from .aspd.tokens import ROLES, AspdTokens
 from .chat import ChatFormat, Message
 from .decoding.hybrid import Cancelled, Caps, HybridDecoder, Mode
+from .decoding.costcurve import cached_cost_curve, cost_of
 from .decoding.prefill import prefill
+from .decoding.speculative import Speculator
 from .errors import ContextOverflowError
 from .events import Done, Event, Result
 from .kv import KvBook
 from .llama import logs
 from .llama.context import Context, ContextParams
 from .llama.model import Model, ModelParams
+from .models import cache_dir
 from .sampling import LogitsProcessor, SamplingParams
+from .suffix.cache import load_index, save_index
+from .suffix.index import TokenIndex
+from .suffix.proposer import SuffixProposer
 
 log = logging.getLogger("aspd_local")
 
@@ -36,6 +43,13 @@ class EngineConfig:
     n_gpu_layers: int = -1  # -1: every layer on the GPU when llama.cpp has a GPU backend, else 0
     max_branches: int = 8
     verbose: bool = False  # show llama.cpp's own log
+    speculate: str = "suffix"  # default for requests: "suffix" (used only where the cost curve says it pays) or "none"
+    max_draft_paths: int = 8  # sequence ids reserved for the leaf paths of draft trees
+    suffix_alpha: float = 2.0
+    suffix_min_token_prob: float = 0.1
+    suffix_max_depth: int = 64
+    suffix_cache_tokens: int = 1_000_000  # global index bound (oldest outputs evicted first)
+    suffix_cache: bool = True  # keep the global index on disk between runs
 
 
 class Engine:
@@ -55,7 +69,7 @@ class Engine:
         try:
             self.aspd = self._resolve_aspd(aspd_tokens)
             self.ctx = Context(self.model, ContextParams(n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
-                                                         n_seq_max=max(2, cfg.max_branches),
+                                                         n_seq_max=max(2, cfg.max_branches) + cfg.max_draft_paths,
                                                          n_threads=cfg.n_threads))
         except Exception:
             self.model.close()
@@ -65,6 +79,8 @@ class Engine:
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self.notice = None
+        self._cost_curve: dict[int, float] | None = None
+        self._global_index: TokenIndex | None = None
         if self.aspd is None:
             self.notice = "this model has no ASPD tokens: it is served serially (no parallel blocks)"
             log.warning(self.notice)
@@ -119,23 +135,29 @@ class Engine:
     def stream(self, prompt, *, mode: str | Mode = Mode.PARALLEL, max_tokens: int = 512,
                sampling: SamplingParams | None = None, caps: Caps | None = None, chat: bool = True,
                processors: Sequence[LogitsProcessor] = (), record_margins: bool = False,
-               keep: bool = True, **sampling_kw) -> Iterator[Event]:
+               keep: bool = True, speculate: str | None = None, **sampling_kw) -> Iterator[Event]:
         """Stream the events of one answer. ``prompt`` is a user message, a list of chat messages,
         or token ids. Closing the iterator early cancels the request and cleans the KV cache.
 
         ``keep=False`` removes the answer from the KV cache afterwards (the prompt stays cached).
+        ``speculate``: "suffix" or "none" (default: the engine's ``config.speculate``).
         """
         tokens = list(prompt) if _is_token_list(prompt) else self.prompt_tokens(prompt, chat)
         return self._run(tokens, mode=mode, max_tokens=max_tokens, sampling=sampling, caps=caps,
-                         processors=processors, record_margins=record_margins, keep=keep, sampling_kw=sampling_kw)
+                         processors=processors, record_margins=record_margins, keep=keep, speculate=speculate,
+                         sampling_kw=sampling_kw)
 
     def _run(self, tokens: list[int], *, mode, max_tokens, sampling, caps, processors, record_margins, keep,
-             sampling_kw, on_commit=None) -> Iterator[Event]:
+             sampling_kw, speculate=None, on_commit=None) -> Iterator[Event]:
         sampling = sampling or SamplingParams(**sampling_kw)
         caps = caps or Caps(max_tokens=max_tokens)
         mode = Mode(mode)
+        speculate = self.config.speculate if speculate is None else speculate
+        if speculate not in ("suffix", "none"):
+            raise ValueError(f"speculate must be 'suffix' or 'none', got {speculate!r}")
         with self._lock:
             self._cancel.clear()
+            speculator = self._speculator(tokens) if speculate == "suffix" else None
             t0 = time.perf_counter()
             book = self.book
             reused = self._reuse_prefix(tokens)
@@ -148,7 +170,7 @@ class Engine:
                 raise
             answer_mark = book.mark()
             dec = HybridDecoder(self.model, self.ctx, book, self.aspd, mode, sampling, caps, processors,
-                                self._cancel.is_set, record_margins)
+                                self._cancel.is_set, record_margins, speculator)
             dec.stats.prompt_tokens = len(tokens)
             dec.stats.reused_prompt_tokens = reused
             dec.stats.prompt_decode_calls = self.ctx.decode_calls - calls0
@@ -166,11 +188,58 @@ class Engine:
             dec.stats.wall_s = time.perf_counter() - t0
             result = dec.result()
             if completed:
+                if speculator is not None:
+                    self._remember(result.tokens)
                 if on_commit is not None:
                     on_commit(result)
                 if not keep:
                     book.rollback(answer_mark)
             yield Done(result)
+
+    # -- speculation ----------------------------------------------------------
+    def _model_key(self) -> str:
+        st = os.stat(self.model.path)
+        name = os.path.basename(self.model.path)
+        return f"{name}-{st.st_size}-{int(st.st_mtime)}"
+
+    def cost_curve(self) -> dict[int, float]:
+        """ms per decode by batch size on this machine, measured once per model and thread count (cached on
+        disk). Measuring clears the KV cache."""
+        if self._cost_curve is None:
+            path = os.path.join(cache_dir(), "costcurve", f"{self._model_key()}-t{self.ctx.n_threads}"
+                                f"-g{self.model.n_gpu_layers}.json")
+            self._cost_curve = cached_cost_curve(self.ctx, self.book, path)
+        return self._cost_curve
+
+    def _global_index_path(self) -> str:
+        return os.path.join(cache_dir(), "suffix", f"{self._model_key()}.npz")
+
+    def global_index(self) -> TokenIndex:
+        """The index over earlier outputs (loaded from disk on first use)."""
+        if self._global_index is None:
+            cfg = self.config
+            self._global_index = (load_index(self._global_index_path(), cfg.suffix_max_depth) if cfg.suffix_cache
+                                  else TokenIndex(cfg.suffix_max_depth))
+        return self._global_index
+
+    def _speculator(self, prompt: list[int]) -> Speculator:
+        cfg = self.config
+        curve = self.cost_curve()
+        proposer = SuffixProposer(self.global_index(), cfg.suffix_alpha, cfg.suffix_min_token_prob,
+                                  cfg.suffix_max_depth)
+        spec = Speculator(proposer, lambda n: cost_of(curve, n))
+        spec.begin(prompt)
+        return spec
+
+    def _remember(self, answer: list[int]) -> None:
+        index = self.global_index()
+        index.add_sequence(answer)
+        index.evict(max_tokens=self.config.suffix_cache_tokens)
+        if self.config.suffix_cache:
+            try:
+                save_index(index, self._global_index_path())
+            except OSError as e:
+                log.warning("could not save the suffix cache: %s", e)
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the longest cached prefix of ``tokens`` (at a clean cut) and drop the rest of the cache."""
@@ -235,7 +304,7 @@ class ChatSession:
         return e._run(tokens, mode=kw.pop("mode", Mode.PARALLEL), max_tokens=kw.pop("max_tokens", 512),
                       sampling=kw.pop("sampling", None), caps=kw.pop("caps", None),
                       processors=kw.pop("processors", ()), record_margins=kw.pop("record_margins", False),
-                      keep=True, sampling_kw=kw, on_commit=commit)
+                      keep=True, speculate=kw.pop("speculate", None), sampling_kw=kw, on_commit=commit)
 
     def send(self, text: str, **kw) -> Result:
         result = None

@@ -24,6 +24,12 @@ class Stats:
     parallel_s: float = 0.0
     decode_s: float = 0.0  # time inside llama_decode after the prompt
     batch_sizes: dict[int, int] = field(default_factory=dict)  # tokens per call -> calls (after the prompt)
+    draft_tokens: int = 0  # speculated tokens verified
+    accepted_draft_tokens: int = 0  # of those, accepted
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted_draft_tokens / self.draft_tokens if self.draft_tokens else 0.0
 
     @property
     def tokens_per_call(self) -> float:
@@ -46,6 +52,7 @@ class Stats:
         d["tokens_per_call"] = round(self.tokens_per_call, 4)
         d["tokens_per_s"] = round(self.tokens_per_s, 3)
         d["overhead_ms_per_step"] = round(self.overhead_ms_per_step, 4)
+        d["acceptance_rate"] = round(self.acceptance_rate, 4)
         for k in ("wall_s", "prompt_s", "serial_s", "parallel_s", "decode_s"):
             d[k] = round(d[k], 5)
         return d

@@ -26,11 +26,12 @@ class KvBook:
         self.positions: list[int] = []
         self._pending: dict[int, tuple[list[int], list[int]]] = {}  # seq -> (tokens, positions)
         self._free_seqs = list(range(ctx.n_seq_max - 1, 0, -1))
+        self.draft_cells = 0  # cells held only by draft sequences while a draft tree is verified
 
     # -- capacity -------------------------------------------------------------
     @property
     def n_cells(self) -> int:
-        return len(self.tokens) + sum(len(t) for t, _ in self._pending.values())
+        return len(self.tokens) + sum(len(t) for t, _ in self._pending.values()) + self.draft_cells
 
     @property
     def free_cells(self) -> int:
@@ -80,6 +81,7 @@ class KvBook:
         n = mark.n_tokens if isinstance(mark, Mark) else int(mark)
         for seq in list(self._pending):
             self.drop(seq)
+        self.draft_cells = 0
         if n >= len(self.tokens):
             return
         if self.safe_prefix(n) != n:
@@ -96,6 +98,7 @@ class KvBook:
         self.positions.clear()
         self._pending.clear()
         self._free_seqs = list(range(self.ctx.n_seq_max - 1, 0, -1))
+        self.draft_cells = 0
 
     # -- branch sequences -----------------------------------------------------
     def fork(self) -> int:
@@ -140,6 +143,21 @@ class KvBook:
         self.ctx.seq_rm(seq, -1, -1)
         if seq not in self._free_seqs:
             self._free_seqs.append(seq)
+
+    # -- draft trees (speculation) ---------------------------------------------
+    def open_draft(self, n_paths: int) -> list[int]:
+        """Sequence ids for the leaf paths of a draft tree, each sharing every cell of sequence 0."""
+        return [self.fork() for _ in range(n_paths)]
+
+    def close_draft(self, seqs: list[int], keep: int | None, tokens: list[int], positions: list[int]) -> None:
+        """Keep the accepted draft tokens (their cells, found in sequence ``keep``) in sequence 0 and free
+        every other draft cell and sequence id."""
+        if keep is not None and tokens:
+            self.ctx.seq_cp(keep, 0, positions[0], positions[-1] + 1)
+            self.commit_many(tokens, positions)
+        for s in seqs:
+            self.drop(s)
+        self.draft_cells = 0
 
     # -- checking -------------------------------------------------------------
     def problems(self) -> list[str]:

@@ -33,12 +33,16 @@ def f16_path(q4_path) -> str:
 
 @pytest.fixture(scope="session")
 def f16_engine(f16_path):
-    e = Engine(f16_path, aspd_tokens=UNUSED, n_ctx=2048, max_branches=8)
+    e = make_engine(f16_path)
     yield e
     e.close()
 
 
 def make_engine(path, **kw) -> Engine:
+    """An engine for tests: ASPD tokens on <unused0..5>; no speculation unless a test asks (tests of
+    speculation compare against it), and never the user's on-disk suffix cache."""
     kw.setdefault("aspd_tokens", UNUSED)
     kw.setdefault("n_ctx", 2048)
+    kw.setdefault("speculate", "none")
+    kw.setdefault("suffix_cache", False)
     return Engine(path, **kw)

@@ -8,13 +8,16 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _cli(*args, timeout=300):
+def _cli(*args, timeout=300, cache=None):
+    env = dict(os.environ)
+    if cache is not None:  # keep the user's suffix cache and cost curves out of the tests
+        env["ASPD_LOCAL_CACHE"] = str(cache)
     return subprocess.run([sys.executable, "-m", "aspd_local", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout, cwd=ROOT, env=env)
 
 
-def test_run_one_shot_json(q4_path):
-    p = _cli("run", q4_path, "--prompt", "Say hello.", "--max-tokens", "8", "--json")
+def test_run_one_shot_json(q4_path, tmp_path):
+    p = _cli("run", q4_path, "--prompt", "Say hello.", "--max-tokens", "8", "--json", cache=tmp_path)
     assert p.returncode == 0, p.stderr
     events = [json.loads(line) for line in p.stdout.splitlines()]
     done = events[-1]
@@ -26,7 +29,7 @@ def test_run_one_shot_json(q4_path):
 def test_run_accepts_token_mapping(f16_path):
     # the base model never opens a block by itself; with the mapping it is served as an ASPD model
     p = _cli("run", f16_path, "--prompt", "Hi", "--max-tokens", "6", "--aspd-tokens",
-             "<unused0>,<unused1>,<unused2>,<unused3>,<unused4>,<unused5>", "--stats")
+             "<unused0>,<unused1>,<unused2>,<unused3>,<unused4>,<unused5>", "--stats", "--speculate", "none")
     assert p.returncode == 0, p.stderr
     assert "[parallel]" in p.stderr and "served serially" not in p.stderr
 
@@ -52,7 +55,7 @@ def test_bench_report(q4_path, tmp_path):
                        '{"id": "b", "prompt": "What is 2 plus 2?", "category": "serial"}\n')
     out = tmp_path / "out.json"
     p = _cli("bench", q4_path, "--prompts", str(prompts), "--modes", "ar,sequential,parallel",
-             "--max-tokens", "6", "--json", str(out))
+             "--max-tokens", "6", "--json", str(out), "--speculate", "none")
     assert p.returncode == 0, p.stderr
     rep = json.loads(out.read_text())
     assert set(rep["cost_curve"]) == {"1", "2", "4", "8", "16"}

@@ -56,7 +56,7 @@ def test_prompt_longer_than_context(f16_path):
 
 
 def test_model_without_aspd_tokens_is_served_serially(q4_path):
-    e = Engine(q4_path)
+    e = Engine(q4_path, speculate="none", suffix_cache=False)
     try:
         assert not e.has_aspd and "served serially" in e.notice
         par = e.generate("List three colours.", mode="parallel", max_tokens=12, keep=False)

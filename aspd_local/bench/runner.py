@@ -9,7 +9,7 @@ import sys
 import time
 
 from ..engine import Engine
-from .costcurve import measure_cost_curve, predicted_ms
+from ..decoding.costcurve import measure_cost_curve, predicted_ms
 
 # pairs of modes that must produce the same tokens under greedy decoding
 AGREEING = {"parallel": "sequential"}
@@ -58,7 +58,7 @@ def _first_divergence(a: list[int], b: list[int]) -> int | None:
 def run_bench(engine: Engine, prompts: list[dict], modes: list[str], max_tokens: int, log=None) -> dict:
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     log("measuring the cost curve ...")
-    curve = measure_cost_curve(engine)
+    curve = measure_cost_curve(engine.ctx, engine.book)
     log("cost curve (ms per decode): " + ", ".join(f"{b}: {c:.1f}" for b, c in curve.items()))
     results = []
     for i, row in enumerate(prompts):

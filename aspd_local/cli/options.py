@@ -18,6 +18,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="map the six ASPD control tokens onto existing tokens, comma-separated in the order "
                         "title_open,title_close,para_open,para_close,branch_open,branch_close "
                         "(ids or texts, e.g. '<unused0>,...,<unused5>'); default: from GGUF metadata")
+    p.add_argument("--speculate", choices=["suffix", "none"], default="suffix",
+                   help="suffix: model-free speculation from earlier text, used only where this machine's cost "
+                        "curve says it pays (default); none: plain decoding")
     p.add_argument("--verbose", action="store_true", help="show llama.cpp's own log")
 
 
@@ -45,4 +48,5 @@ def open_engine(args, progress=None):
 
     path = args.model or str(default_model_path(progress))
     return Engine(path, n_ctx=args.n_ctx, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
-                  max_branches=args.max_branches, verbose=args.verbose, aspd_tokens=args.aspd_tokens)
+                  max_branches=args.max_branches, verbose=args.verbose, aspd_tokens=args.aspd_tokens,
+                  speculate=args.speculate)

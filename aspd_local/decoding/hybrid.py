@@ -22,6 +22,8 @@ from ..kv import KvBook
 from ..llama.context import Context, KvFull
 from ..llama.model import Model
 from ..sampling import LogitsProcessor, SamplingParams, StreamInfo, StreamSampler
+from ..suffix.proposer import DraftTree
+from .speculative import PendingDraft, Speculator, accept_walk, add_draft_batch, settle
 from .text import TextStream
 
 
@@ -71,7 +73,8 @@ class _Branch:
 class HybridDecoder:
     def __init__(self, model: Model, ctx: Context, book: KvBook, aspd: AspdTokens | None, mode: Mode,
                  sampling: SamplingParams, caps: Caps, processors: Sequence[LogitsProcessor] = (),
-                 should_stop: Callable[[], bool] | None = None, record_margins: bool = False):
+                 should_stop: Callable[[], bool] | None = None, record_margins: bool = False,
+                 speculator: Speculator | None = None):
         self.model, self.ctx, self.book = model, ctx, book
         self.mode = Mode(mode)
         structured = self.mode != Mode.AR and aspd is not None
@@ -87,6 +90,7 @@ class HybridDecoder:
         self.rendered: list[bytes] = []
         self.blocks: list[BlockInfo] = []
         self.finish_reason = "stop"
+        self.speculator = speculator
 
     # -- helpers --------------------------------------------------------------
     def _check_stop(self) -> None:
@@ -111,6 +115,16 @@ class HybridDecoder:
         self.answer.append(token)
         self.margins.append(margin)
         self.stats.tokens += 1
+        if self.speculator is not None:
+            self.speculator.observe(token)
+
+    def _plan_draft(self, tok: int) -> DraftTree | None:
+        """A draft tree to verify together with ``tok`` (serial text only), sized by room and budget."""
+        spec = self.speculator
+        if spec is None or (self.aspd is not None and tok in self.aspd.ids):
+            return None
+        room = min(self.book.free_cells - 1, self.caps.max_tokens - self.stats.tokens - 1, self.ctx.n_batch - 1)
+        return spec.plan(self.book.tokens[-64:] + [tok], room, self.book.free_seq_count)
 
     # -- serial mode ----------------------------------------------------------
     def run(self, row: int) -> Iterator[Event]:
@@ -125,24 +139,28 @@ class HybridDecoder:
         titles: list[list[int]] = []
         cur_title: list[int] = []
         t_serial = time.perf_counter()
+        carry = None  # a token already sampled during draft verification, not yet decoded
         while True:
             self._check_stop()
             forced = None
-            if phase == Phase.TITLE and len(cur_title) >= self.caps.max_title_tokens:
-                forced = aspd.title_close
-            elif phase == Phase.AFTER_TITLE and len(titles) >= self._max_branches():
-                forced = aspd.para_open
-            elif self.stats.tokens >= self.caps.max_tokens:
-                if phase == Phase.SERIAL:
-                    self.finish_reason = "length"
-                    break
-                # inside titles: finish the announcement so the block can close cleanly
-                forced = aspd.title_close if phase == Phase.TITLE else aspd.para_open
-            if forced is None:
-                tok = self._sample(sampler, row, phase, history, info)
-                margin = sampler.last_margin if self.record_margins else None
+            if carry is not None:
+                (tok, margin), carry = carry, None
             else:
-                tok, margin = forced, None
+                if phase == Phase.TITLE and len(cur_title) >= self.caps.max_title_tokens:
+                    forced = aspd.title_close
+                elif phase == Phase.AFTER_TITLE and len(titles) >= self._max_branches():
+                    forced = aspd.para_open
+                elif self.stats.tokens >= self.caps.max_tokens:
+                    if phase == Phase.SERIAL:
+                        self.finish_reason = "length"
+                        break
+                    # inside titles: finish the announcement so the block can close cleanly
+                    forced = aspd.title_close if phase == Phase.TITLE else aspd.para_open
+                if forced is None:
+                    tok = self._sample(sampler, row, phase, history, info)
+                    margin = sampler.last_margin if self.record_margins else None
+                else:
+                    tok, margin = forced, None
             if phase == Phase.SERIAL and self.grammar.is_eog(tok):
                 self.finish_reason = "stop"
                 break
@@ -150,14 +168,23 @@ class HybridDecoder:
                 self.finish_reason = "context"
                 break
             pos = self.book.next_pos
-            self.ctx.batch.clear()
-            row = self.ctx.batch.add(tok, pos, 0, aspd is None or tok != aspd.para_open)
+            draft = self._plan_draft(tok) if phase == Phase.SERIAL and forced is None else None
+            if draft is not None:
+                pending = add_draft_batch(self.ctx, self.book, tok, pos, draft)
+                row = pending.root_row
+            else:
+                self.ctx.batch.clear()
+                row = self.ctx.batch.add(tok, pos, 0, aspd is None or tok != aspd.para_open)
             try:
                 self._decode()
             except KvFull:
+                if draft is not None:
+                    settle(self.book, pending, [])
                 self.finish_reason = "context"
                 break
             self.book.commit(tok, pos)
+            if draft is not None:
+                self.book.draft_cells = len(draft)
             self._note(tok, margin)
             history.append(tok)
             info.tokens.append(tok)
@@ -168,6 +195,9 @@ class HybridDecoder:
                     delta = serial_text.push(tok)
                     if delta:
                         yield SerialDelta(delta)
+                    if draft is not None:
+                        yield from self._verify(pending, sampler, history, info, serial_text)
+                        carry = self._carry
             elif phase == Phase.TITLE:
                 if tok == aspd.title_close:
                     titles.append(cur_title)
@@ -194,6 +224,37 @@ class HybridDecoder:
             yield SerialDelta(tail)
         self.rendered.append(b"".join(serial_text.parts))
         self.stats.serial_s += time.perf_counter() - t_serial
+
+    def _verify(self, d: PendingDraft, sampler: StreamSampler, history: list[int], info: StreamInfo,
+                serial_text: TextStream) -> Iterator[Event]:
+        """Accept what the target agrees with; leaves the next (undecoded) token in ``self._carry``."""
+        margins: list[float | None] = []
+        budget = self.caps.max_tokens - self.stats.tokens
+
+        def draw(row: int) -> int:
+            t = self._sample(sampler, row, Phase.SERIAL, history, info)
+            margins.append(sampler.last_margin if self.record_margins else None)
+            return t
+
+        def accept(t: int) -> bool:
+            if self.grammar.is_eog(t) or (self.aspd is not None and t in self.aspd.ids) or len(margins) >= budget:
+                return False
+            history.append(t)
+            info.tokens.append(t)
+            return True
+
+        accepted, nxt = accept_walk(d.tree, d.root_row, d.rows, draw, accept)
+        settle(self.book, d, accepted)
+        spec = self.speculator
+        self.stats.draft_tokens += len(d.tree)
+        self.stats.accepted_draft_tokens += len(accepted)
+        for i, node in enumerate(accepted):
+            t = d.tree.tokens[node]
+            self._note(t, margins[i])
+            delta = serial_text.push(t)
+            if delta:
+                yield SerialDelta(delta)
+        self._carry = (nxt, margins[len(accepted)])
 
     def _max_branches(self) -> int:
         return max(1, min(self.caps.max_titles, self.book.free_seq_count + 1))

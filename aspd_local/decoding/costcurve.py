@@ -6,16 +6,20 @@ from __future__ import annotations
 import statistics
 import time
 
-from ..engine import Engine
+import json
+import os
+
+from ..kv import KvBook
+from ..llama.context import Context
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16)
 
 
-def measure_cost_curve(engine: Engine, sizes=DEFAULT_SIZES, repeats: int = 7, prefix_len: int = 64) -> dict[int, float]:
+def measure_cost_curve(ctx: Context, book: KvBook, sizes=DEFAULT_SIZES, repeats: int = 7,
+                       prefix_len: int = 64) -> dict[int, float]:
     """Median ms per decode call for each batch size, after a ``prefix_len``-token prefix. Leaves the cache empty."""
-    ctx, book = engine.ctx, engine.book
     book.rollback(0)
-    filler = engine.tokenize("The quick brown fox jumps over the lazy dog. " * 16)[:prefix_len]
+    filler = ctx.model.tokenize("The quick brown fox jumps over the lazy dog. " * 16)[:prefix_len]
     ctx.batch.clear()
     for i, t in enumerate(filler):
         ctx.batch.add(t, i, 0, False)
@@ -23,7 +27,7 @@ def measure_cost_curve(engine: Engine, sizes=DEFAULT_SIZES, repeats: int = 7, pr
     book.commit_many(filler, range(len(filler)))
     out: dict[int, float] = {}
     for b in sizes:
-        seqs = [0] + [book.fork() for _ in range(min(b, ctx.n_seq_max) - 1)]
+        seqs = [0] + [book.fork() for _ in range(min(b, book.free_seq_count + 1) - 1)]
         times = []
         for r in range(repeats + 1):
             ctx.batch.clear()
@@ -58,3 +62,22 @@ def cost_of(curve: dict[int, float], batch: int) -> float:
 def predicted_ms(curve: dict[int, float], batch_sizes: dict[int, int]) -> float:
     """What a run's decode calls cost by the curve."""
     return sum(cost_of(curve, int(b)) * n for b, n in batch_sizes.items())
+
+
+def cached_cost_curve(ctx: Context, book: KvBook, cache_file: str) -> dict[int, float]:
+    """The cost curve for this model and thread count, measured once and kept in ``cache_file``
+    (a damaged file is measured again)."""
+    try:
+        with open(cache_file) as fh:
+            curve = {int(k): float(v) for k, v in json.load(fh).items()}
+        if curve and all(v > 0 for v in curve.values()):
+            return curve
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    curve = measure_cost_curve(ctx, book)
+    os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+    tmp = cache_file + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump({str(k): v for k, v in curve.items()}, fh)
+    os.replace(tmp, cache_file)
+    return curve
