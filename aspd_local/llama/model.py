@@ -32,6 +32,25 @@ class ModelParams:
 
     n_gpu_layers: int = -1
     use_mmap: bool = True
+    # llama.cpp's extra CPU weight layouts (repacking). None = automatic: off when the CPU backend was built
+    # with AMX, whose repacked k-quant kernels crash in the llama.cpp of llama-cpp-python 0.3.36.
+    # The environment variable ASPD_LOCAL_EXTRA_BUFTS=0/1 overrides the automatic choice.
+    extra_buffer_types: bool | None = None
+
+
+def _system_info() -> str:
+    return llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+
+
+def use_extra_buffer_types(requested: bool | None = None) -> bool:
+    """Whether to let llama.cpp repack weights into its extra CPU buffer types (see ModelParams)."""
+    env = os.environ.get("ASPD_LOCAL_EXTRA_BUFTS")
+    if env is not None and env.strip() in ("0", "1"):
+        return env.strip() == "1"
+    if requested is not None:
+        return requested
+    _ensure_backend()
+    return "AMX_INT8 = 1" not in _system_info()
 
 
 def check_gguf_file(path: str) -> None:
@@ -60,6 +79,7 @@ class Model:
             n_gpu = 999 if llama_cpp.llama_supports_gpu_offload() else 0
         mparams.n_gpu_layers = n_gpu
         mparams.use_mmap = params.use_mmap
+        mparams.use_extra_bufts = use_extra_buffer_types(params.extra_buffer_types)
         logs.take_errors()
         ptr = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), mparams)
         if not ptr:
