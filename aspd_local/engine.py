@@ -26,6 +26,7 @@ from .llama.context import Context, ContextParams
 from .llama.model import Model, ModelParams
 from .models import cache_dir
 from .sampling import LogitsProcessor, SamplingParams
+from .suffix.acceptance import AcceptanceModel
 from .suffix.cache import load_index, save_index
 from .suffix.index import TokenIndex
 from .suffix.proposer import SuffixProposer
@@ -45,9 +46,11 @@ class EngineConfig:
     verbose: bool = False  # show llama.cpp's own log
     speculate: str = "suffix"  # default for requests: "suffix" (used only where the cost curve says it pays) or "none"
     max_draft_paths: int = 8  # sequence ids reserved for the leaf paths of draft trees
-    suffix_alpha: float = 2.0
-    suffix_min_token_prob: float = 0.1
-    suffix_max_depth: int = 64
+    suffix_alpha: float = 2.0  # speculation length per matched token (MAX_SPEC = alpha * p)
+    suffix_min_token_prob: float = 0.1  # drop draft children with count(child) / count(parent) below this
+    suffix_max_depth: int = 64  # longest match, and deepest speculation below it
+    suffix_max_draft: int = 32  # most draft nodes per stream per step
+    suffix_budget: str = "cost"  # "cost": draft sizes from this machine's cost curve; "all": every proposed node
     suffix_cache_tokens: int = 1_000_000  # global index bound (oldest outputs evicted first)
     suffix_cache: bool = True  # keep the global index on disk between runs
 
@@ -81,6 +84,7 @@ class Engine:
         self.notice = None
         self._cost_curve: dict[int, float] | None = None
         self._global_index: TokenIndex | None = None
+        self._acceptance = AcceptanceModel()
         if self.aspd is None:
             self.notice = "this model has no ASPD tokens: it is served serially (no parallel blocks)"
             log.warning(self.notice)
@@ -157,7 +161,9 @@ class Engine:
             raise ValueError(f"speculate must be 'suffix' or 'none', got {speculate!r}")
         with self._lock:
             self._cancel.clear()
+            t_spec = time.perf_counter()
             speculator = self._speculator(tokens) if speculate == "suffix" else None
+            t_spec = time.perf_counter() - t_spec  # indexing the prompt (and measuring the cost curve, once)
             t0 = time.perf_counter()
             book = self.book
             reused = self._reuse_prefix(tokens)
@@ -171,6 +177,8 @@ class Engine:
             answer_mark = book.mark()
             dec = HybridDecoder(self.model, self.ctx, book, self.aspd, mode, sampling, caps, processors,
                                 self._cancel.is_set, record_margins, speculator)
+            if speculator is not None:
+                dec.stats.speculate_s += t_spec
             dec.stats.prompt_tokens = len(tokens)
             dec.stats.reused_prompt_tokens = reused
             dec.stats.prompt_decode_calls = self.ctx.decode_calls - calls0
@@ -211,33 +219,57 @@ class Engine:
             self._cost_curve = cached_cost_curve(self.ctx, self.book, path)
         return self._cost_curve
 
+    def use_cost_curve(self, curve: dict[int, float]) -> None:
+        """Size drafts by ``curve`` (ms per decode by batch size) instead of the cached measurement."""
+        self._cost_curve = dict(curve)
+
     def _global_index_path(self) -> str:
         return os.path.join(cache_dir(), "suffix", f"{self._model_key()}.npz")
 
     def global_index(self) -> TokenIndex:
-        """The index over earlier outputs (loaded from disk on first use)."""
+        """The index over earlier outputs (loaded from disk on first use when ``suffix_cache`` is on)."""
         if self._global_index is None:
             cfg = self.config
-            self._global_index = (load_index(self._global_index_path(), cfg.suffix_max_depth) if cfg.suffix_cache
-                                  else TokenIndex(cfg.suffix_max_depth))
+            self._global_index = (load_index(self._global_index_path(), cfg.suffix_max_depth,
+                                             model_key=self._model_key(), n_vocab=self.model.n_vocab,
+                                             max_tokens=cfg.suffix_cache_tokens)
+                                  if cfg.suffix_cache else TokenIndex(cfg.suffix_max_depth))
         return self._global_index
+
+    def set_global_index(self, index: TokenIndex | None) -> TokenIndex | None:
+        """Use ``index`` as the global index from now on (None: load or start one on next use); returns
+        the one in use before. Benchmarks give each mode its own."""
+        old, self._global_index = self._global_index, index
+        return old
 
     def _speculator(self, prompt: list[int]) -> Speculator:
         cfg = self.config
-        curve = self.cost_curve()
+        if cfg.suffix_budget == "cost":
+            curve = self.cost_curve()
+            cost = lambda n: cost_of(curve, n)  # noqa: E731
+        elif cfg.suffix_budget == "all":
+            cost = lambda n: float(n)  # noqa: E731 - unused: every proposed node is verified
+        else:
+            raise ValueError(f"suffix_budget must be 'cost' or 'all', got {cfg.suffix_budget!r}")
         proposer = SuffixProposer(self.global_index(), cfg.suffix_alpha, cfg.suffix_min_token_prob,
                                   cfg.suffix_max_depth)
-        spec = Speculator(proposer, lambda n: cost_of(curve, n))
+        spec = Speculator(proposer, cost, self._acceptance, cfg.suffix_max_draft, cfg.suffix_budget)
         spec.begin(prompt)
         return spec
 
     def _remember(self, answer: list[int]) -> None:
+        """Add an answer to the global index, keep it bounded, and save it."""
+        if not answer:
+            return
+        cfg = self.config
         index = self.global_index()
         index.add_sequence(answer)
-        index.evict(max_tokens=self.config.suffix_cache_tokens)
-        if self.config.suffix_cache:
+        if index.n_tokens > cfg.suffix_cache_tokens:
+            # evict down to 90% of the bound, so the rebuild happens once per many requests, not every one
+            index.evict(max_tokens=int(cfg.suffix_cache_tokens * 0.9))
+        if cfg.suffix_cache:
             try:
-                save_index(index, self._global_index_path())
+                save_index(index, self._global_index_path(), model_key=self._model_key())
             except OSError as e:
                 log.warning("could not save the suffix cache: %s", e)
 
@@ -274,6 +306,18 @@ class Engine:
 
     def __exit__(self, *exc):
         self.close()
+
+    def score(self, prefix_tokens: Sequence[int], continuation_tokens: Sequence[int]) -> list[float]:
+        """Log-probability of each continuation token after the prefix (natural log). The prefix stays
+        cached afterwards, the continuation does not."""
+        from .decoding.score import score_after
+
+        prefix = list(prefix_tokens)
+        if not prefix:
+            raise ValueError("score needs a non-empty prefix")
+        with self._lock:
+            n = self._reuse_prefix(prefix)
+            return score_after(self.ctx, self.book, self.aspd, prefix[n:], continuation_tokens)
 
 
 def _is_token_list(x) -> bool:

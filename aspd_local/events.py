@@ -26,6 +26,8 @@ class Stats:
     batch_sizes: dict[int, int] = field(default_factory=dict)  # tokens per call -> calls (after the prompt)
     draft_tokens: int = 0  # speculated tokens verified
     accepted_draft_tokens: int = 0  # of those, accepted
+    draft_trees: int = 0  # draft trees verified (one per stream per decode call that carried one)
+    speculate_s: float = 0.0  # speculation's own time: proposing, sizing, draft KV bookkeeping, index updates
 
     @property
     def acceptance_rate(self) -> float:
@@ -41,6 +43,11 @@ class Stats:
         return self.tokens / gen if gen > 0 else 0.0
 
     @property
+    def speculate_ms_per_step(self) -> float:
+        """Speculation's own time per decode call, in ms (part of the overhead below)."""
+        return 1000 * self.speculate_s / self.decode_calls if self.decode_calls else 0.0
+
+    @property
     def overhead_ms_per_step(self) -> float:
         """The engine's own time (Python: sampling, bookkeeping, events) per decode call, in ms."""
         gen = self.wall_s - self.prompt_s
@@ -53,7 +60,8 @@ class Stats:
         d["tokens_per_s"] = round(self.tokens_per_s, 3)
         d["overhead_ms_per_step"] = round(self.overhead_ms_per_step, 4)
         d["acceptance_rate"] = round(self.acceptance_rate, 4)
-        for k in ("wall_s", "prompt_s", "serial_s", "parallel_s", "decode_s"):
+        d["speculate_ms_per_step"] = round(self.speculate_ms_per_step, 4)
+        for k in ("wall_s", "prompt_s", "serial_s", "parallel_s", "decode_s", "speculate_s"):
             d[k] = round(d[k], 5)
         return d
 

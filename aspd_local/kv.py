@@ -26,6 +26,7 @@ class KvBook:
         self.positions: list[int] = []
         self._pending: dict[int, tuple[list[int], list[int]]] = {}  # seq -> (tokens, positions)
         self._free_seqs = list(range(ctx.n_seq_max - 1, 0, -1))
+        self._drafts: dict[int, int] = {}  # draft sequence id -> the sequence it was forked from
         self.draft_cells = 0  # cells held only by draft sequences while a draft tree is verified
 
     # -- capacity -------------------------------------------------------------
@@ -79,9 +80,9 @@ class KvBook:
     def rollback(self, mark: Mark | int) -> None:
         """Drop every branch sequence and every token of sequence 0 after ``mark``."""
         n = mark.n_tokens if isinstance(mark, Mark) else int(mark)
+        self.drop_drafts()
         for seq in list(self._pending):
             self.drop(seq)
-        self.draft_cells = 0
         if n >= len(self.tokens):
             return
         if self.safe_prefix(n) != n:
@@ -97,6 +98,7 @@ class KvBook:
         self.tokens.clear()
         self.positions.clear()
         self._pending.clear()
+        self._drafts.clear()
         self._free_seqs = list(range(self.ctx.n_seq_max - 1, 0, -1))
         self.draft_cells = 0
 
@@ -145,19 +147,49 @@ class KvBook:
             self._free_seqs.append(seq)
 
     # -- draft trees (speculation) ---------------------------------------------
-    def open_draft(self, n_paths: int) -> list[int]:
-        """Sequence ids for the leaf paths of a draft tree, each sharing every cell of sequence 0."""
-        return [self.fork() for _ in range(n_paths)]
+    # A draft tree is verified in sequence ids of its own, one per leaf path, forked from the sequence
+    # it continues (0 in serial text, a branch's id inside a block) and drawn from the same pool as the
+    # branches. After verification the accepted path's cells join that sequence and every draft id goes
+    # back to the pool; the cells of rejected nodes, held by draft ids only, are freed by llama.cpp.
+    def open_draft(self, n_paths: int, src: int = 0) -> list[int]:
+        """Sequence ids for the leaf paths of a draft tree, each sharing every cell of ``src``."""
+        if n_paths > len(self._free_seqs):
+            raise RuntimeError(f"{n_paths} draft paths but only {len(self._free_seqs)} free sequence ids")
+        seqs = []
+        for _ in range(n_paths):
+            seq = self._free_seqs.pop()
+            self.ctx.seq_cp(src, seq, -1, -1)
+            self._drafts[seq] = src
+            seqs.append(seq)
+        return seqs
 
     def close_draft(self, seqs: list[int], keep: int | None, tokens: list[int], positions: list[int]) -> None:
-        """Keep the accepted draft tokens (their cells, found in sequence ``keep``) in sequence 0 and free
-        every other draft cell and sequence id."""
+        """Keep the accepted draft tokens (their cells, found in draft sequence ``keep``) in the sequence
+        the draft was forked from, and free every other draft cell and sequence id."""
         if keep is not None and tokens:
-            self.ctx.seq_cp(keep, 0, positions[0], positions[-1] + 1)
-            self.commit_many(tokens, positions)
+            dst = self._drafts[keep]
+            self.ctx.seq_cp(keep, dst, positions[0], positions[-1] + 1)
+            self.extend(dst, tokens, positions)
         for s in seqs:
-            self.drop(s)
+            self._drop_draft(s)
+        if not self._drafts:
+            self.draft_cells = 0
+
+    def drop_drafts(self) -> None:
+        """Forget every open draft (cancellation, a failed decode)."""
+        for s in list(self._drafts):
+            self._drop_draft(s)
         self.draft_cells = 0
+
+    def _drop_draft(self, seq: int) -> None:
+        self._drafts.pop(seq, None)
+        self.ctx.seq_rm(seq, -1, -1)
+        if seq not in self._free_seqs:
+            self._free_seqs.append(seq)
+
+    @property
+    def open_drafts(self) -> int:
+        return len(self._drafts)
 
     # -- checking -------------------------------------------------------------
     def problems(self) -> list[str]:

@@ -21,6 +21,20 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speculate", choices=["suffix", "none"], default="suffix",
                    help="suffix: model-free speculation from earlier text, used only where this machine's cost "
                         "curve says it pays (default); none: plain decoding")
+    g = p.add_argument_group("suffix speculation")
+    g.add_argument("--suffix-alpha", type=float, default=2.0,
+                   help="draft nodes per matched token: a match of p tokens proposes at most alpha*p (default 2)")
+    g.add_argument("--suffix-min-prob", type=float, default=0.1,
+                   help="drop draft continuations seen in fewer than this share of the matches (default 0.1)")
+    g.add_argument("--suffix-depth", type=int, default=64,
+                   help="longest match, and deepest draft below it, in tokens (default 64)")
+    g.add_argument("--suffix-budget", choices=["cost", "all"], default="cost",
+                   help="cost: draft sizes from this machine's measured decode cost (default); all: verify every "
+                        "proposed token (fits GPUs, where a bigger batch costs almost nothing)")
+    g.add_argument("--suffix-cache-tokens", type=int, default=1_000_000,
+                   help="bound of the global index over earlier answers, in tokens (default 1000000)")
+    g.add_argument("--no-suffix-cache", action="store_true",
+                   help="keep the global index in memory only (default: saved in the cache directory)")
     p.add_argument("--verbose", action="store_true", help="show llama.cpp's own log")
 
 
@@ -49,4 +63,19 @@ def open_engine(args, progress=None):
     path = args.model or str(default_model_path(progress))
     return Engine(path, n_ctx=args.n_ctx, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
                   max_branches=args.max_branches, verbose=args.verbose, aspd_tokens=args.aspd_tokens,
-                  speculate=args.speculate)
+                  speculate=args.speculate, **suffix_kwargs(args))
+
+
+def suffix_kwargs(args) -> dict:
+    """EngineConfig settings of suffix speculation, checked."""
+    from ..errors import AspdLocalError
+
+    if args.suffix_alpha <= 0:
+        raise AspdLocalError("--suffix-alpha must be > 0")
+    if not 0 <= args.suffix_min_prob <= 1:
+        raise AspdLocalError("--suffix-min-prob must be in [0, 1]")
+    if args.suffix_depth < 1 or args.suffix_cache_tokens < 0:
+        raise AspdLocalError("--suffix-depth must be >= 1 and --suffix-cache-tokens >= 0")
+    return dict(suffix_alpha=args.suffix_alpha, suffix_min_token_prob=args.suffix_min_prob,
+                suffix_max_depth=args.suffix_depth, suffix_budget=args.suffix_budget,
+                suffix_cache_tokens=args.suffix_cache_tokens, suffix_cache=not args.no_suffix_cache)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..aspd.encode import branch_prefix
 from ..aspd.grammar import Grammar, Phase
 from ..aspd.tokens import AspdTokens
 from ..events import (BlockEnd, BlockInfo, BlockStart, BranchDelta, BranchEnd, Event, Result, SerialDelta, Stats)
@@ -22,9 +23,13 @@ from ..kv import KvBook
 from ..llama.context import Context, KvFull
 from ..llama.model import Model
 from ..sampling import LogitsProcessor, SamplingParams, StreamInfo, StreamSampler
+from ..suffix.index import TokenIndex
 from ..suffix.proposer import DraftTree
-from .speculative import PendingDraft, Speculator, accept_walk, add_draft_batch, settle
+from .speculative import DraftRequest, PendingDraft, Speculator, accept_walk, add_root_and_draft, settle
 from .text import TextStream
+
+
+_MAX_NEW = 256  # tokens a stream's earlier proposals are followed along, at most (they die within max_depth)
 
 
 class Mode(str, enum.Enum):
@@ -64,6 +69,9 @@ class _Branch:
     row: int = -1
     done: bool = False
     reason: str = ""
+    carry: tuple[int, float | None] | None = None  # sampled during draft verification, not yet decoded
+    own: TokenIndex | None = None  # the branch's own tokens, searched for drafts (speculation only)
+    spec_root: int | None = None  # index in ``tokens`` of the root of the branch's last draft request
 
     @property
     def next_pos_offset(self) -> int:  # j of the next token to decode
@@ -91,6 +99,7 @@ class HybridDecoder:
         self.blocks: list[BlockInfo] = []
         self.finish_reason = "stop"
         self.speculator = speculator
+        self._spec_root: int | None = None  # index in book.tokens of the last serial draft request's root
 
     # -- helpers --------------------------------------------------------------
     def _check_stop(self) -> None:
@@ -116,15 +125,65 @@ class HybridDecoder:
         self.margins.append(margin)
         self.stats.tokens += 1
         if self.speculator is not None:
+            t0 = time.perf_counter()
             self.speculator.observe(token)
+            self.stats.speculate_s += time.perf_counter() - t0
 
+    # -- speculation ----------------------------------------------------------
     def _plan_draft(self, tok: int) -> DraftTree | None:
         """A draft tree to verify together with ``tok`` (serial text only), sized by room and budget."""
         spec = self.speculator
-        if spec is None or (self.aspd is not None and tok in self.aspd.ids):
+        if spec is None or self.grammar.is_eog(tok) or (self.aspd is not None and tok in self.aspd.ids):
             return None
+        t0 = time.perf_counter()
         room = min(self.book.free_cells - 1, self.caps.max_tokens - self.stats.tokens - 1, self.ctx.n_batch - 1)
-        return spec.plan(self.book.tokens[-64:] + [tok], room, self.book.free_seq_count)
+        toks = self.book.tokens
+        context = toks[-spec.proposer.max_depth:] + [tok]
+        # what the stream produced since the last plan: its earlier proposals are checked against it
+        new = (toks[self._spec_root + 1:self._spec_root + 1 + _MAX_NEW] if self._spec_root is not None else []) + [tok]
+        self._spec_root = len(toks)  # where this root lands
+        tree = spec.plan(context, room, self.book.free_seq_count, new)
+        self.stats.speculate_s += time.perf_counter() - t0
+        return tree
+
+    def _plan_branch_drafts(self, active: list[_Branch], block: int) -> list[DraftTree | None]:
+        """Draft trees for the branches' next tokens, sized together for the step's one decode."""
+        spec, book = self.speculator, self.book
+        out: list[DraftTree | None] = [None] * len(active)
+        if spec is None:
+            return out
+        t0 = time.perf_counter()
+        close = self.aspd.branch_close
+        depth = spec.proposer.max_depth
+        reqs, where = [], []
+        for i, b in enumerate(active):
+            room = b.cap - len(b.content) - 1  # the root is content too; the walk draws while under the cap
+            if b.next_token == close or room <= 0:
+                continue
+            tail = b.tokens[-depth:]
+            context = (book.tokens[-(depth - len(tail)):] if len(tail) < depth else []) + tail + [b.next_token]
+            gap = b.tokens[b.spec_root + 1:b.spec_root + 1 + _MAX_NEW] if b.spec_root is not None else []
+            new = gap + [b.next_token]
+            b.spec_root = len(b.tokens)
+            reqs.append(DraftRequest((block, b.index), context, room, (b.own,) if b.own is not None else (), new))
+            where.append(i)
+        # cells the block still needs (each branch up to its cap and its close, then <|/para|>) stay free
+        spare = book.free_cells - sum(b.cap + 1 - len(b.content) for b in active) - 1
+        max_nodes = min(spare, self.ctx.n_batch - len(active))
+        if reqs and max_nodes > 0:
+            trees = spec.plan_step(reqs, len(active), max_nodes, book.free_seq_count)
+            for i, tree in zip(where, trees):
+                out[i] = tree
+        self.stats.speculate_s += time.perf_counter() - t0
+        return out
+
+    def _settle(self, key, d: PendingDraft, accepted: list[int]) -> None:
+        t0 = time.perf_counter()
+        settle(self.book, d, accepted)
+        self.stats.draft_trees += 1
+        self.stats.draft_tokens += len(d.tree)
+        self.stats.accepted_draft_tokens += len(accepted)
+        self.stats.speculate_s += time.perf_counter() - t0
 
     # -- serial mode ----------------------------------------------------------
     def run(self, row: int) -> Iterator[Event]:
@@ -168,23 +227,32 @@ class HybridDecoder:
                 self.finish_reason = "context"
                 break
             pos = self.book.next_pos
+            want_logits = aspd is None or tok != aspd.para_open
             draft = self._plan_draft(tok) if phase == Phase.SERIAL and forced is None else None
+            self.ctx.batch.clear()
+            pending = None
             if draft is not None:
-                pending = add_draft_batch(self.ctx, self.book, tok, pos, draft)
+                pending = add_root_and_draft(self.ctx, self.book, tok, pos, 0, draft)
                 row = pending.root_row
             else:
-                self.ctx.batch.clear()
-                row = self.ctx.batch.add(tok, pos, 0, aspd is None or tok != aspd.para_open)
+                row = self.ctx.batch.add(tok, pos, 0, want_logits)
             try:
                 self._decode()
             except KvFull:
-                if draft is not None:
-                    settle(self.book, pending, [])
-                self.finish_reason = "context"
-                break
+                if pending is None:
+                    self.finish_reason = "context"
+                    break
+                # no room for the draft: decode the token alone, as plain decoding would
+                self.book.drop_drafts()
+                pending = None
+                self.ctx.batch.clear()
+                row = self.ctx.batch.add(tok, pos, 0, want_logits)
+                try:
+                    self._decode()
+                except KvFull:
+                    self.finish_reason = "context"
+                    break
             self.book.commit(tok, pos)
-            if draft is not None:
-                self.book.draft_cells = len(draft)
             self._note(tok, margin)
             history.append(tok)
             info.tokens.append(tok)
@@ -195,9 +263,8 @@ class HybridDecoder:
                     delta = serial_text.push(tok)
                     if delta:
                         yield SerialDelta(delta)
-                    if draft is not None:
-                        yield from self._verify(pending, sampler, history, info, serial_text)
-                        carry = self._carry
+                    if pending is not None:
+                        carry = yield from self._verify(pending, sampler, history, info, serial_text)
             elif phase == Phase.TITLE:
                 if tok == aspd.title_close:
                     titles.append(cur_title)
@@ -227,9 +294,13 @@ class HybridDecoder:
 
     def _verify(self, d: PendingDraft, sampler: StreamSampler, history: list[int], info: StreamInfo,
                 serial_text: TextStream) -> Iterator[Event]:
-        """Accept what the target agrees with; leaves the next (undecoded) token in ``self._carry``."""
+        """Accept what the target agrees with. Returns the next token (sampled, not decoded) with its
+        margin, or None when plain decoding would stop sampling here (the token budget is spent)."""
         margins: list[float | None] = []
-        budget = self.caps.max_tokens - self.stats.tokens
+        start = self.stats.tokens
+
+        def may_draw() -> bool:  # every draw so far was accepted: len(margins) tokens added
+            return start + len(margins) < self.caps.max_tokens
 
         def draw(row: int) -> int:
             t = self._sample(sampler, row, Phase.SERIAL, history, info)
@@ -237,24 +308,58 @@ class HybridDecoder:
             return t
 
         def accept(t: int) -> bool:
-            if self.grammar.is_eog(t) or (self.aspd is not None and t in self.aspd.ids) or len(margins) >= budget:
+            if self.grammar.is_eog(t) or (self.aspd is not None and t in self.aspd.ids):
                 return False
             history.append(t)
             info.tokens.append(t)
             return True
 
-        accepted, nxt = accept_walk(d.tree, d.root_row, d.rows, draw, accept)
-        settle(self.book, d, accepted)
-        spec = self.speculator
-        self.stats.draft_tokens += len(d.tree)
-        self.stats.accepted_draft_tokens += len(accepted)
+        accepted, nxt = accept_walk(d.tree, d.root_row, d.rows, draw, accept, may_draw)
+        self._settle("serial", d, accepted)
         for i, node in enumerate(accepted):
             t = d.tree.tokens[node]
             self._note(t, margins[i])
             delta = serial_text.push(t)
             if delta:
                 yield SerialDelta(delta)
-        self._carry = (nxt, margins[len(accepted)])
+        return None if nxt is None else (nxt, margins[len(accepted)])
+
+    def _verify_branch(self, b: _Branch, d: PendingDraft, block: int) -> Iterator[Event]:
+        """A branch's draft: accept, keep the accepted cells in the branch's sequence, leave the next
+        token in ``b.carry``."""
+        close = self.aspd.branch_close
+        info = StreamInfo(block, b.index, b.content)
+        margins: list[float | None] = []
+
+        def may_draw() -> bool:  # plain decoding forces <|/branch|> at the cap instead of sampling
+            return len(b.content) < b.cap
+
+        def draw(row: int) -> int:
+            t = self._sample(b.sampler, row, Phase.BRANCH, b.history, info)
+            margins.append(b.sampler.last_margin if self.record_margins else None)
+            return t
+
+        def accept(t: int) -> bool:
+            if self.grammar.is_eog(t) or t == close:
+                return False
+            b.content.append(t)
+            b.history.append(t)
+            return True
+
+        accepted, nxt = accept_walk(d.tree, d.root_row, d.rows, draw, accept, may_draw)
+        self._settle((block, b.index), d, accepted)
+        toks = [d.tree.tokens[i] for i in accepted]
+        b.tokens.extend(toks)
+        b.margins.extend(margins[: len(toks)])
+        if b.own is not None and toks:
+            t0 = time.perf_counter()
+            b.own.extend(toks)
+            self.stats.speculate_s += time.perf_counter() - t0
+        for t in toks:
+            delta = b.text.push(t)
+            if delta:
+                yield BranchDelta(block, b.index, delta)
+        b.carry = None if nxt is None else (nxt, margins[len(toks)])
 
     def _max_branches(self) -> int:
         return max(1, min(self.caps.max_titles, self.book.free_seq_count + 1))
@@ -267,7 +372,7 @@ class HybridDecoder:
         block = len(self.blocks)
         para_pos = book.next_pos - 1
         title_texts = [model.detokenize(t) for t in titles]
-        prefixes = [[aspd.branch_open] + model.tokenize(t + aspd.separator) for t in title_texts]
+        prefixes = [branch_prefix(t, aspd, model.tokenize) for t in title_texts]
         n = len(prefixes)
         # Caps are set before any branch runs, so they do not depend on the schedule: each branch
         # gets an equal share of the token budget and of the free context (one cell kept for <|/para|>).
@@ -290,6 +395,10 @@ class HybridDecoder:
                     base_hist + prefixes[k], cap, TextStream(model.piece))
             for k in range(n)
         ]
+        if self.speculator is not None:
+            for b in branches:
+                b.own = TokenIndex(self.speculator.proposer.max_depth)
+                b.own.open_sequence(b.prefix)
         groups = [branches] if self.mode == Mode.PARALLEL else [[b] for b in branches]
         for group in groups:
             yield from self._run_group(group, para_pos, block, context_short)
@@ -330,10 +439,18 @@ class HybridDecoder:
             b.margins.extend([None] * len(b.prefix))
         active = list(group)
         branch_c = self.grammar.constraint(Phase.BRANCH)
+        close = self.aspd.branch_close
         while active:
             self._check_stop()
             for b in active:
-                if len(b.content) >= b.cap:
+                if b.carry is not None:  # drawn while verifying the branch's last draft
+                    (tok, margin), b.carry = b.carry, None
+                    if self.grammar.is_eog(tok):
+                        tok, b.reason = close, "eos"
+                    elif tok == close:
+                        b.reason = "closed"
+                    b.next_token = tok
+                elif len(b.content) >= b.cap:
                     b.next_token, margin = self.aspd.branch_close, None
                     b.reason = "context" if context_short else "cap"
                 else:
@@ -346,13 +463,18 @@ class HybridDecoder:
                         b.reason = "closed"
                     b.next_token = tok
                 b.margin = margin
-            ctx.batch.clear()
-            for b in active:
-                b.row = ctx.batch.add(b.next_token, para_pos + b.next_pos_offset, b.seq,
-                                      b.next_token != self.aspd.branch_close)
-            self._decode()
+            drafts = self._plan_branch_drafts(active, block)
+            pend = self._fill_step(active, drafts, para_pos)
+            try:
+                self._decode()
+            except KvFull:
+                if not any(pend):
+                    raise
+                book.drop_drafts()  # no room for the drafts: the plain step
+                pend = self._fill_step(active, [None] * len(active), para_pos)
+                self._decode()
             still = []
-            for b in active:
+            for b, d in zip(active, pend):
                 t = b.next_token
                 book.extend(b.seq, [t], [para_pos + b.next_pos_offset])
                 b.tokens.append(t)
@@ -366,11 +488,36 @@ class HybridDecoder:
                     b.done = True
                 else:
                     b.content.append(t)
+                    if b.own is not None:
+                        t0 = time.perf_counter()
+                        b.own.extend((t,))
+                        self.stats.speculate_s += time.perf_counter() - t0
                     delta = b.text.push(t)
                     if delta:
                         yield BranchDelta(block, b.index, delta)
+                    if d is not None:
+                        yield from self._verify_branch(b, d, block)
                     still.append(b)
             active = still
+
+    def _fill_step(self, active: list[_Branch], drafts: list[DraftTree | None],
+                   para_pos: int) -> list[PendingDraft | None]:
+        """One step's batch: every active branch's next token, each with its draft tree if it has one."""
+        ctx, close = self.ctx, self.aspd.branch_close
+        ctx.batch.clear()
+        pend: list[PendingDraft | None] = []
+        for b, tree in zip(active, drafts):
+            pos = para_pos + b.next_pos_offset
+            if tree is not None:
+                t0 = time.perf_counter()
+                d = add_root_and_draft(ctx, self.book, b.next_token, pos, b.seq, tree)
+                self.stats.speculate_s += time.perf_counter() - t0
+                b.row = d.root_row
+            else:
+                d = None
+                b.row = ctx.batch.add(b.next_token, pos, b.seq, b.next_token != close)
+            pend.append(d)
+        return pend
 
     # -- result ---------------------------------------------------------------
     def result(self, text_override: str | None = None) -> Result:

@@ -1,5 +1,11 @@
-"""The global index on disk: earlier outputs survive between runs. A damaged file is ignored (and
-replaced at the next save), never a crash."""
+"""The global index on disk: earlier outputs survive between runs.
+
+One ``.npz`` file per model: a format number, the model it belongs to (a key the engine derives
+from the GGUF file) and its vocabulary size, the tokens of every sequence back to back, and the
+sequence lengths. A damaged, truncated or foreign file (another format, another model, token ids
+outside the vocabulary) is ignored -- the index starts empty and the next save replaces the file --
+never a crash. Saving writes a temporary file and renames it, so a crash mid-save loses nothing.
+"""
 
 from __future__ import annotations
 
@@ -12,41 +18,54 @@ import numpy as np
 from .index import TokenIndex
 
 log = logging.getLogger("aspd_local")
-_FORMAT = 1
+_FORMAT = 2
 
 
-def load_index(path: str, max_depth: int = 64) -> TokenIndex:
-    index = TokenIndex(max_depth)
+def load_index(path: str, max_depth: int = 64, *, model_key: str = "", n_vocab: int | None = None,
+               max_tokens: int | None = None) -> TokenIndex:
+    """The index saved at ``path``, or an empty one when there is none or it cannot be trusted.
+    ``max_tokens`` drops the oldest sequences beyond the bound."""
     if not os.path.exists(path):
-        return index
+        return TokenIndex(max_depth)
     try:
         with np.load(path, allow_pickle=False) as data:
             if int(data["format"]) != _FORMAT:
-                raise ValueError("unknown format")
-            tokens = data["tokens"].astype(np.int64)
-            lengths = data["lengths"].astype(np.int64)
-        if lengths.sum() != tokens.shape[0] or (lengths < 0).any() or (tokens < 0).any():
-            raise ValueError("inconsistent lengths")
-        pos = 0
-        for n in lengths.tolist():
-            index.add_sequence(tokens[pos:pos + n])
-            pos += n
+                raise ValueError(f"format {int(data['format'])}, expected {_FORMAT}")
+            if str(data["model"]) != model_key:
+                raise ValueError("written for another model")
+            tokens = np.asarray(data["tokens"])
+            lengths = np.asarray(data["lengths"])
+        if tokens.ndim != 1 or lengths.ndim != 1 or tokens.dtype.kind not in "iu" or lengths.dtype.kind not in "iu":
+            raise ValueError("unexpected array shapes")
+        tokens = tokens.astype(np.int64)
+        lengths = lengths.astype(np.int64)
+        if (lengths < 0).any() or int(lengths.sum()) != tokens.shape[0]:
+            raise ValueError("sequence lengths do not add up")
+        if tokens.size and (tokens.min() < 0 or (n_vocab is not None and tokens.max() >= n_vocab)):
+            raise ValueError("token ids outside the vocabulary")
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        first = 0
+        if max_tokens is not None:  # keep the newest sequences that fit
+            kept_from_end = bounds[-1] - bounds
+            first = int(np.flatnonzero(kept_from_end <= max_tokens)[0])
+        seqs = [tokens[bounds[i]:bounds[i + 1]] for i in range(first, lengths.shape[0])]
+        return TokenIndex.from_sequences(seqs, max_depth)
     except Exception as e:  # noqa: BLE001 - any damage means: start empty
-        log.warning("ignoring damaged suffix cache %s (%s); starting a new one", path, e)
+        log.warning("ignoring the suffix cache %s (%s); starting a new one", path, e)
         return TokenIndex(max_depth)
-    return index
 
 
-def save_index(index: TokenIndex, path: str) -> None:
+def save_index(index: TokenIndex, path: str, *, model_key: str = "") -> None:
     seqs = list(index.sequences())
     tokens = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int32)
     lengths = np.array([s.shape[0] for s in seqs], dtype=np.int64)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".suffix-", suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".suffix-", suffix=".npz", dir=folder)
     try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, format=np.array(_FORMAT), tokens=tokens.astype(np.int32), lengths=lengths)
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, format=np.array(_FORMAT), model=np.array(model_key), tokens=tokens.astype(np.int32),
+                     lengths=lengths)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
