@@ -1,0 +1,61 @@
+"""The human-readable data report (report.md) from the statistics."""
+
+from __future__ import annotations
+
+
+def render_report(s: dict) -> str:
+    ind = s["independence"]
+    lines = [
+        "# ASPD training data: statistics",
+        "",
+        "Built by `python -m aspd_local data build` from the base model's own answers "
+        "(`python -m aspd_local data answers`).",
+        "",
+        "Method: every training prompt was answered by the base model (Gemma 3 270M, pretrained) through the "
+        "engine, greedy, serial, at most 200 tokens, after a few fixed example turns "
+        "(`aspd_local/data/fewshot.py`; the rows hold the user message alone); an answer that looped or "
+        "copied an example was tried once more with repetition penalty 1.1, then dropped if still bad.",
+        "",
+        f"- answers kept: {s.get('answers_kept', '?')} of {s['answers']} (how they ended: "
+        f"{s.get('answers_ended', {})}; repetition penalty used: {s.get('answers_repeat_penalty', {})})",
+        f"- answers: {s['answers']}; training rows: {s['rows']} "
+        f"({s['parallel_rows']} parallel, {s['serial_rows']} serial; share parallel {s['share_parallel']:.1%})",
+        f"- blocks: {s['blocks']}; mean branches per block {s['mean_branches_per_block']}; "
+        f"branches per block: {s['branches_per_block']}",
+        f"- tokens per branch: mean {s['tokens_per_branch']['mean']}, median {s['tokens_per_branch']['median']}, "
+        f"min {s['tokens_per_branch']['min']}, max {s['tokens_per_branch']['max']}",
+        f"- block kinds: {s['block_kinds']}",
+        "",
+        "## Rejections (first reason per answer)",
+        "",
+        "| reason | answers |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in s["rejections"].items()] or ["| (none) | 0 |"]
+    lines += [
+        "",
+        "## Independence",
+        "",
+        "For each branch after the first: mean log-likelihood per token of its content under the base model "
+        "given prompt + text before the block + its title prefix, and given that plus the sibling branches "
+        "before it. An answer's worst gain is the largest difference over its branches.",
+        "",
+        "Only each item's body is scored; its lead (list marker, bold lead, header) is in the prefix of both "
+        "measurements, since the title fixes it. Why 1.0 nats/token: the median worst gain is about 0.6 -- "
+        "Gemma 3 270M words the items of one list alike (\"it helps keep ...\"), which siblings make "
+        "predictable without the content depending on them; the answers above 1.0 were those whose items "
+        "copy a sibling or are written against one (\"Lakes: they are smaller bodies of water\" after "
+        "\"Rivers: they are large ...\").",
+        "",
+        f"- threshold: {ind['threshold_nats_per_token']} nats/token; answers scored: {ind['answers_scored']}",
+        f"- worst gain percentiles: {ind['worst_gain_percentiles']}",
+        "",
+        "## Per category",
+        "",
+        "| category | answers | rows | parallel rows |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {c} | {v.get('answers', 0)} | {v['rows']} | {v['parallel']} |" for c, v in s["per_category"].items()]
+    lines += ["", "## Time per stage (seconds)", "", "| stage | s |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in s.get("seconds", {}).items()]
+    return "\n".join(lines) + "\n"
