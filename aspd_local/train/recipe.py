@@ -1,0 +1,51 @@
+"""The training recipe: every hyper-parameter of a run, recorded in checkpoints and in the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+DEFAULT_ASPD_TOKENS = "<unused0>,<unused1>,<unused2>,<unused3>,<unused4>,<unused5>"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class Recipe:
+    epochs: float = 2.0
+    lr: float = 2e-4  # LoRA matrices
+    rows_lr: float = 1e-3  # the six control-token embedding rows
+    weight_decay: float = 0.0
+    warmup: float = 0.06  # share of the optimizer steps with a linear warm-up; then cosine to min_lr_ratio
+    min_lr_ratio: float = 0.1
+    batch_rows: int = 1  # rows per forward pass (padded to the longest)
+    grad_accum: int = 8  # forward passes per optimizer step
+    max_len: int = 512  # longer rows are skipped
+    parallel_repeat: int = 1  # rows with a parallel block appear this many times per epoch
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    max_grad_norm: float = 1.0
+    dtype: str = "bfloat16"  # compute dtype of the frozen base (LoRA and rows keep float32 masters)
+    seed: int = 0
+    aspd_tokens: str = DEFAULT_ASPD_TOKENS
+    loss_chunk: int = 256
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lora_targets"] = list(self.lora_targets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "lora_targets" in kw:
+            kw["lora_targets"] = tuple(kw["lora_targets"])
+        return cls(**kw)
+
+    # what must not change when a run is resumed
+    def fingerprint(self) -> dict:
+        d = self.to_dict()
+        d.pop("extra", None)
+        return d
