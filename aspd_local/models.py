@@ -1,9 +1,15 @@
-"""Where models live: the user's cache directory, and the default model."""
+"""Where models live: the user's cache directory, the base model, and the default (fine-tuned) model."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
+
+DEFAULT_DELTA_DIR = Path(__file__).resolve().parents[1] / "models" / "aspd-gemma3-270m" / "delta"
+DEFAULT_MODEL_NAME = "aspd-gemma3-270m-q8_0.gguf"
+DEFAULT_OUTTYPE = "q8_0"
 
 
 def cache_dir() -> Path:
@@ -34,7 +40,45 @@ def base_model_path(progress=None) -> Path:
     return target
 
 
-def default_model_path(progress=None) -> Path:
-    """The model the CLI and UI use when none is given. Until the fine-tuned ASPD model ships, the base
-    Gemma 3 270M (served serially)."""
-    return base_model_path(progress)
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def has_default_delta(delta_dir: Path = DEFAULT_DELTA_DIR) -> bool:
+    return (delta_dir / "manifest.json").exists()
+
+
+def default_model_path(progress=None, verify: bool = False) -> Path:
+    """The model the CLI and UI use when none is given: the fine-tuned ASPD Gemma 3 270M, built once from
+    the base and the delta shipped in ``models/aspd-gemma3-270m/delta`` (LoRA + control-token rows) through
+    the converter into the cache. Without a delta (a checkout that has none), the base model, served serially.
+
+    The built file is recorded with its sha256 and the manifest's; a changed delta rebuilds it, and
+    ``verify`` re-hashes the file (``setup`` does)."""
+    if not has_default_delta():
+        return base_model_path(progress)
+    target = cache_dir() / "models" / DEFAULT_MODEL_NAME
+    marker = target.with_suffix(".verified")
+    manifest_sha = sha256_of(DEFAULT_DELTA_DIR / "manifest.json")
+    if target.exists() and marker.exists():
+        rec = json.loads(marker.read_text())
+        if rec.get("manifest_sha256") == manifest_sha and rec.get("size") == target.stat().st_size:
+            if not verify or sha256_of(target) == rec.get("sha256"):
+                return target
+            if progress:
+                progress(f"{target.name} does not match its recorded checksum: building it again")
+    base = base_model_path(progress)
+    if progress:
+        progress(f"building {DEFAULT_MODEL_NAME} from {base.name} + the ASPD delta (once; about a minute)")
+    from .train.export import build_gguf
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    build_gguf(DEFAULT_DELTA_DIR, target, base_gguf=base, outtype=DEFAULT_OUTTYPE, progress=progress is not None)
+    marker.write_text(json.dumps({"manifest_sha256": manifest_sha, "sha256": sha256_of(target),
+                                  "size": target.stat().st_size}))
+    return target

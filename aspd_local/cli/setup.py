@@ -13,6 +13,6 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    path = default_model_path(progress=lambda m: print(f"[setup] {m}", file=sys.stderr))
+    path = default_model_path(progress=lambda m: print(f"[setup] {m}", file=sys.stderr), verify=True)
     print(f"[setup] default model ready: {path}", file=sys.stderr)
     return 0

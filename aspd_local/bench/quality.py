@@ -1,0 +1,98 @@
+"""What a bench run says about an ASPD model beyond speed: how adaptive its decoding is (does it open
+parallel blocks where the answer is a list, and stay serial where it is not), and whether its parallel
+answers are as good as its own plain answers.
+
+Quality is judged against the plain (``ar``) answer of the same model on the same prompt:
+- the mean per-token log-likelihood of each answer text under a reference model (the base model),
+  given the same chat prompt; the relative difference of the parallel answer's to the ar answer's;
+- ROUGE-L (F1 over the longest common subsequence of words) between the two texts.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+SERIAL_PREFIX = "serial"  # categories whose answers should stay serial start with this
+
+
+def rouge_l(a: str, b: str) -> float:
+    """ROUGE-L F1 between two texts, over whitespace-separated words."""
+    x, y = a.split(), b.split()
+    if not x or not y:
+        return 1.0 if x == y else 0.0
+    prev = [0] * (len(y) + 1)
+    for xi in x:
+        cur = [0]
+        for j, yj in enumerate(y):
+            cur.append(prev[j] + 1 if xi == yj else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(y), lcs / len(x)
+    return 2 * p * r / (p + r)
+
+
+def adaptivity(results: list[dict], mode: str = "parallel") -> dict:
+    """Per category: the share of prompts on which ``mode`` opened at least one block; and the same over
+    list-style (non-serial) and serial categories."""
+    by_cat: dict[str, list[bool]] = defaultdict(list)
+    for r in results:
+        if r["mode"] == mode:
+            by_cat[r["category"]].append(r["blocks"] > 0)
+    out = {"per_category": {c: {"prompts": len(v), "opened": sum(v), "share": round(sum(v) / len(v), 4)}
+                            for c, v in sorted(by_cat.items())}}
+    for group, pick in (("list_style", lambda c: not c.startswith(SERIAL_PREFIX)),
+                        ("serial", lambda c: c.startswith(SERIAL_PREFIX))):
+        v = [x for c, xs in by_cat.items() if pick(c) for x in xs]
+        out[group] = {"prompts": len(v), "opened": sum(v), "share": round(sum(v) / len(v), 4) if v else None}
+    return out
+
+
+def mean_loglik(engine, prompt: str, text: str) -> float | None:
+    """Mean natural-log likelihood per token of ``text`` as the answer to ``prompt`` under ``engine``."""
+    toks = engine.tokenize(text)
+    if not toks:
+        return None
+    lps = engine.score(engine.prompt_tokens(prompt), toks)
+    return sum(lps) / len(lps)
+
+
+def quality(results: list[dict], prompts: list[dict], reference, mode: str = "parallel", ref_mode: str = "ar",
+            log=None) -> dict:
+    """Compare ``mode``'s answers with ``ref_mode``'s, per prompt and per category; ``reference`` is an Engine
+    (the base model) that scores both texts."""
+    text = {(r["id"], r["mode"]): r for r in results}
+    prompt_of = {p["id"]: p["prompt"] for p in prompts}
+    rows = []
+    for i, p in enumerate(prompts):
+        a, b = text.get((p["id"], mode)), text.get((p["id"], ref_mode))
+        if a is None or b is None:
+            continue
+        la, lb = mean_loglik(reference, prompt_of[p["id"]], a["text"]), mean_loglik(reference, prompt_of[p["id"]],
+                                                                                     b["text"])
+        rows.append({"id": p["id"], "category": p.get("category", ""), "blocks": a["blocks"],
+                     f"loglik_{mode}": None if la is None else round(la, 4),
+                     f"loglik_{ref_mode}": None if lb is None else round(lb, 4),
+                     "rouge_l": round(rouge_l(a["text"], b["text"]), 4)})
+        if log:
+            log(f"quality [{i + 1}/{len(prompts)}] {p['id']}: loglik {mode} {la if la is None else round(la, 3)}, "
+                f"{ref_mode} {lb if lb is None else round(lb, 3)}, rouge-l {rows[-1]['rouge_l']}")
+
+    def agg(rs: list[dict]) -> dict:
+        pairs = [(r[f"loglik_{mode}"], r[f"loglik_{ref_mode}"]) for r in rs
+                 if r[f"loglik_{mode}"] is not None and r[f"loglik_{ref_mode}"] is not None]
+        out = {"prompts": len(rs), "rouge_l_mean": round(statistics.fmean(r["rouge_l"] for r in rs), 4) if rs else None}
+        if pairs:
+            m, ref = statistics.fmean(x for x, _ in pairs), statistics.fmean(y for _, y in pairs)
+            out.update({f"loglik_{mode}": round(m, 4), f"loglik_{ref_mode}": round(ref, 4),
+                        # > 0: the parallel answers are less likely per token than the plain ones
+                        "relative_drop": round((ref - m) / abs(ref), 4) if ref else None})
+        return out
+
+    cats = sorted({r["category"] for r in rows})
+    with_blocks = [r for r in rows if r["blocks"] > 0]
+    return {"mode": mode, "vs": ref_mode, "rows": rows, "all": agg(rows),
+            "prompts_with_blocks": agg(with_blocks) if with_blocks else None,
+            "per_category": {c: agg([r for r in rows if r["category"] == c]) for c in cats}}
