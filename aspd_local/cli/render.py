@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import unicodedata
 
 from ..events import BlockEnd, BlockStart, BranchDelta, BranchEnd, Done, SerialDelta
 
@@ -19,9 +20,19 @@ class TerminalRenderer:
         self.titles: list[str] = []
         self.texts: list[str] = []
         self.ended: list[bool] = []
+        self.col = 0  # display column after the answer text written so far
+        self.lead_col = 0  # where the text before an open block ended (0: at a line start)
+
+    def _width(self) -> int:
+        return max(20, shutil.get_terminal_size((100, 20)).columns)
+
+    def _text(self, s: str) -> None:
+        self.out.write(s)
+        _, nl, tail = s.rpartition("\n")
+        self.col = _cells(tail) if nl else self.col + _cells(s)
 
     def _line(self, k: int) -> str:
-        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+        width = self._width() - 1
         mark = "✓" if self.ended[k] else "…"
         head = f"  {mark} [{self.titles[k]}] "
         body = self.texts[k].replace("\n", " ⏎ ")
@@ -40,13 +51,15 @@ class TerminalRenderer:
     def handle(self, ev) -> None:
         w = self.out.write
         if isinstance(ev, SerialDelta):
-            w(ev.text)
+            self._text(ev.text)
         elif isinstance(ev, BlockStart):
             self.titles = list(ev.titles)
             self.texts = [""] * len(ev.titles)
             self.ended = [False] * len(ev.titles)
             if self.live:
-                w("\n")
+                self.lead_col = self.col % self._width()
+                if self.col:  # the branch lines start on a line of their own
+                    w("\n")
                 for k in range(len(self.titles)):
                     w(self._line(k) + "\n")
         elif isinstance(ev, BranchDelta):
@@ -58,14 +71,21 @@ class TerminalRenderer:
             if self.live:
                 self._redraw()
         elif isinstance(ev, BlockEnd):
-            if self.live:  # fold the branch lines into the answer
-                n = len(self.titles)
-                w(f"\x1b[{n + 1}A\r\x1b[J")
-            w("".join(ev.texts))
+            if self.live:  # fold the branch lines into the answer, right after the text before the block
+                w(f"\x1b[{len(self.titles)}A\r\x1b[J")
+                if self.lead_col:
+                    w(f"\x1b[1A\x1b[{self.lead_col + 1}G")
+            self._text("".join(ev.texts))
         elif isinstance(ev, Done):
             if not ev.result.text.endswith("\n"):
                 w("\n")
+            self.col = 0
         self.out.flush()
+
+
+def _cells(s: str) -> int:
+    """Terminal cells taken by ``s`` (wide East Asian characters take two, combining marks none)."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
 
 
 def event_json(ev) -> str:
