@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import AspdLocalError
-from . import bench, convert, data, run, setup, train
+from . import bench, convert, data, run, serve, setup, train, ui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Local LLM runtime on llama.cpp with ASPD serial-parallel decoding.")
     sub = p.add_subparsers(dest="command", required=True)
     run.add_parser(sub)
+    ui.add_parser(sub)
+    serve.add_parser(sub)
     bench.add_parser(sub)
     setup.add_parser(sub)
     data.add_parser(sub)
