@@ -26,7 +26,7 @@ def test_numbered_list_with_bold_leads():
     assert isinstance(segs[0], Serial) and segs[0].text == "Here are three colors:\n\n"
     (b,) = blocks(segs)
     assert b.kind == "numbered"
-    assert b.titles == ["Red", "Blue", "Yellow"]
+    assert b.titles == ["1. Red", "2. Blue", "3. Yellow"]  # numbered: the title carries the number
     assert b.branches[1].content == "2. **Blue**: calm and cool.\n"
     # a tight list: the blank line after it belongs to the serial text that follows
     assert segs[-1].text == "\nMixing them gives the others."
@@ -61,7 +61,7 @@ def test_nested_items_stay_inside_their_parent():
     (b,) = blocks(segs)
     assert len(b.branches) == 3
     assert b.branches[0].content == "1. Prepare the room\n   - clear the floor\n   - open the windows\n"
-    assert b.titles == ["Prepare the room", "Paint the walls", "Clean up the brushes"]
+    assert b.titles == ["1. Prepare the room", "2. Paint the walls", "3. Clean up the brushes"]
 
 
 def test_markdown_sections():
@@ -114,3 +114,19 @@ def test_titles_are_short_and_unique():
     assert title_of("3. **A very long bold lead that goes on and on**: text") == "A very long bold lead"
     assert title_of("- Step 2: mix the flour") == "Step 2"
     assert unique_titles(["- **Cost**: a", "- **Cost**: b", "- ***: c"]) == ["Cost 1", "Cost 2", "Item 3"]
+
+
+def test_numbered_titles_carry_the_number_and_bullets_do_not():
+    text = "Plan:\n\n3. **Mix** the flour well\n4. **Bake** for an hour\n\nNotes:\n\n- **Cool** it down first\n- **Serve** it warm\n"
+    blocks = [s for s in extract(text) if isinstance(s, Block)]
+    assert [b.titles for b in blocks] == [["3. Mix", "4. Bake"], ["Cool", "Serve"]]
+
+
+def test_a_final_item_without_newline_gets_one():
+    from aspd_local.data.build import even_last_branch
+
+    a = {"answer": "Tips:\n\n- **Sleep** early every day\n- **Walk** a lot every day"}
+    fixed = even_last_branch(a)["answer"]
+    assert fixed == a["answer"] + "\n"
+    assert all(b.content.endswith("\n") for b in extract(fixed)[1].branches)
+    assert even_last_branch({"answer": "Just one sentence."})["answer"] == "Just one sentence."

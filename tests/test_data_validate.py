@@ -88,7 +88,7 @@ def test_build_writes_rows_stats_and_report(tmp_path):
     for r in out:
         assert render_json(r["segments"]) == r["answer"]
         assert r["messages"] == [{"role": "user", "content": next(a["prompt"] for a in rows if a["id"] == r["id"])}]
-    assert out[0]["segments"][1]["branches"][0]["title"] == "Red"
+    assert out[0]["segments"][1]["branches"][0]["title"] == "1. Red"
     assert out[1]["segments"] == [{"type": "serial", "text": "The capital of France is Paris."}]
     assert stats["rows"] == 2 and stats["parallel_rows"] == 1 and stats["share_parallel"] == 0.5
     assert stats["rejections"] == {"block: short_branch": 1, "answer: empty": 1,

@@ -3,14 +3,13 @@ serves what was trained: engine logits on that GGUF equal torch logits of base +
 mask, on the structured sequence of test_train_serving."""
 
 import hashlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from aspd_local.aspd.encode import RowEncoder
-from aspd_local.models import base_model_path, cache_dir
+from aspd_local.models import DEFAULT_DELTA_DIR, base_model_path, cache_dir
 from aspd_local.train.base import float_model_dir, load_float_model
 from aspd_local.train.delta import MANIFEST, apply_delta, load_manifest
 from aspd_local.train.export import build_gguf
@@ -19,9 +18,9 @@ from aspd_local.train.mask import collate
 from conftest import make_engine
 from test_train_serving import ROW, TOL, _engine_run, _predecessor_rows
 
-DELTA = Path(__file__).resolve().parents[1] / "models" / "aspd-gemma3-270m"
+DELTA = DEFAULT_DELTA_DIR
 
-pytestmark = pytest.mark.skipif(not (DELTA / MANIFEST).exists(), reason="no trained delta in models/aspd-gemma3-270m")
+pytestmark = pytest.mark.skipif(not (DELTA / MANIFEST).exists(), reason="no trained delta in models/aspd-gemma3-270m/delta")
 
 
 @pytest.fixture(scope="module")

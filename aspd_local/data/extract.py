@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from .segments import Block, Branch, Segment, Serial, normalized
-from .titles import unique_titles
+from .titles import numbered, unique_titles
 
 _HEADER = re.compile(r"^(#{1,6})\s+\S")
 _NUMBERED = re.compile(r"^([ \t]*)\d+[.)][ \t]+\S")
@@ -159,6 +159,8 @@ def extract(answer: str) -> list[Segment]:
         segments.append(Serial(answer[pos:a]))
         contents = [answer[offsets[s]:offsets[e]] for s, e in span.items]
         titles = unique_titles(contents)
+        if span.kind == "numbered":
+            titles = numbered(contents, titles)
         segments.append(Block([Branch(t, c) for t, c in zip(titles, contents)], kind=span.kind))
         pos = b
     segments.append(Serial(answer[pos:]))

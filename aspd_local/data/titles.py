@@ -63,3 +63,16 @@ def unique_titles(items: list[str]) -> list[str]:
         used.add(t.lower())
         out.append(t)
     return out
+
+
+_NUMBER = re.compile(r"^\s*(\d+[.)])\s")
+
+
+def numbered(items: list[str], titles: list[str]) -> list[str]:
+    """Titles of a numbered list carry each item's number ("2. Rinse"): a branch sees its own title but not
+    its siblings' text, so this is how it knows which number to write."""
+    out = []
+    for it, t in zip(items, titles):
+        m = _NUMBER.match(it)
+        out.append(f"{m.group(1)} {t}" if m else t)
+    return out

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..aspd.tokens import DEFAULT_SEPARATOR
 from .segments import Block, Segment, render
 from .titles import MAX_TITLE_CHARS, MAX_TITLE_WORDS
+
+_NUMBER = re.compile(r"^\d+[.)] ")
 
 
 @dataclass
@@ -33,8 +37,9 @@ def block_problems(block: Block, tokenize: Callable[[str], list[int]], rules: Ru
     if len(set(titles)) != len(titles):
         out.append("duplicate_titles")
     for t in block.titles:
-        if (not t.strip() or "\n" in t or rules.separator in t or len(t) > rules.max_title_chars
-                or len(t.split()) > rules.max_title_words):
+        body = _NUMBER.sub("", t)  # a numbered list's titles carry the item number (titles.numbered)
+        if (not body.strip() or "\n" in t or rules.separator in t or len(body) > rules.max_title_chars
+                or len(body.split()) > rules.max_title_words):
             out.append("bad_title")
             break
     if any(len(tokenize(b.content)) < rules.min_branch_tokens for b in block.branches):

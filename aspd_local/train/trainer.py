@@ -2,7 +2,7 @@
 cosine decay, gradient accumulation, checkpoints every N steps, exact resume, seeded.
 
     from aspd_local.train.trainer import train
-    result = train("train.jsonl", "runs/r1", Recipe(epochs=2), delta_dir="models/aspd-gemma3-270m")
+    result = train("train.jsonl", "runs/r1", Recipe(epochs=2), delta_dir="models/aspd-gemma3-270m/delta")
 """
 
 from __future__ import annotations
