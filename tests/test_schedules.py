@@ -1,6 +1,7 @@
 """Parallel decoding changes speed, not content: ``sequential`` and ``parallel`` give the same tokens
 (f16 model, spec section 8), on several structures."""
 
+import numpy as np
 import pytest
 
 from aspd_local.bench.script import FREE, Script, block_script
@@ -9,6 +10,10 @@ PROMPT = "Describe each of these briefly."
 
 
 def _both(engine, serial, branches, **kw):
+    # both runs must find the prompt in the same state: the engine keeps a prompt's KV cells for the next
+    # request, and a last prompt token decoded alone rather than inside the prefill batch differs by f16
+    # noise (spec section 8) -- harmless under greedy, but a sampled draw near a boundary can flip on it
+    engine.generate(PROMPT, mode="ar", max_tokens=1, keep=False)
     out = {}
     for mode in ("sequential", "parallel"):
         r = engine.generate(PROMPT, mode=mode, max_tokens=200, processors=[Script(serial, branches)], keep=False,
@@ -59,9 +64,32 @@ def test_two_blocks_in_one_answer(f16_engine):
     assert seq.tokens == par.tokens and seq.text == par.text
 
 
+class StreamLogits:
+    """Replaces the model's logits with a distribution that depends only on the stream (serial text or
+    which branch) and the stream's own tokens so far. Real logits of a token decoded in a batch of 3 and
+    in a batch of 1 differ by f16 noise (spec section 8), and a sampled draw that lands near a boundary
+    flips on it; with these logits any difference between the schedules is the sampler's own."""
+
+    def __call__(self, info, logits):
+        key = -1 if info.branch is None else 1000 * info.block + info.branch
+        rng = np.random.default_rng([key + 1, len(info.tokens), info.tokens[-1] if info.tokens else 0])
+        logits[:] = -1e4
+        logits[1000:1064] = rng.normal(0.0, 2.0, 64)
+
+
 def test_sampling_is_schedule_independent(f16_engine):
     """Each branch samples with its own seeded state, so a fixed seed gives the same text either way."""
     serial, branches = block_script(f16_engine, ["Alpha", "Beta", "Gamma"], [10, 6, 14])
     serial += [FREE] * 5 + [f16_engine.model.eos]
-    seq, par = _both(f16_engine, serial, branches, temperature=0.9, seed=1234, top_k=40)
-    assert seq.tokens == par.tokens
+    out = {}
+    for mode in ("sequential", "parallel"):
+        out[mode] = f16_engine.generate(PROMPT, mode=mode, max_tokens=200, keep=False, temperature=0.9, seed=1234,
+                                        top_k=40, processors=[StreamLogits(), Script(serial, branches)])
+        assert f16_engine.check_cache() == []
+    seq, par = out["sequential"], out["parallel"]
+    assert seq.tokens == par.tokens and seq.text == par.text
+    assert par.stats.branches == 3 and par.stats.decode_calls < seq.stats.decode_calls
+    # really sampled: another seed draws other tokens from the same distributions
+    other = f16_engine.generate(PROMPT, mode="parallel", max_tokens=200, keep=False, temperature=0.9, seed=99,
+                                top_k=40, processors=[StreamLogits(), Script(serial, branches)])
+    assert other.tokens != par.tokens

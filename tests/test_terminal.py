@@ -15,7 +15,8 @@ from aspd_local.models import default_model_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUESTION = "List three colours."  # the fine-tuned model answers this with a parallel block
-ARGS = ["--max-tokens", "32", "--threads", "1", "--speculate", "none"]
+# room for the lead text, the titles and every branch to close: a tighter cap can end the block before its branches write anything
+ARGS = ["--max-tokens", "96", "--threads", "1", "--speculate", "none"]
 
 
 @pytest.fixture(scope="module")

@@ -158,3 +158,18 @@ def test_delta_round_trip(tmp_path):
     # the adapter is stored in float16
     assert torch.allclose(got, want, atol=2e-2), (got - want).abs().max()
     assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+def test_serial_copy_is_the_rendered_answer_as_plain_text():
+    from aspd_local.train.data import serial_copy
+
+    segs = [{"type": "serial", "text": "Lead:\n"},
+            {"type": "block", "branches": [{"title": "1. A", "content": "1. a\n"}, {"title": "2. B", "content": "2. b\n"}]},
+            {"type": "serial", "text": "End."}]
+    r = {"id": "x", "messages": [{"role": "user", "content": "q"}], "answer": "Lead:\n1. a\n2. b\nEnd.", "segments": segs}
+    c = serial_copy(r)
+    assert c["segments"] == [{"type": "serial", "text": r["answer"]}] and c["id"] == "x/serial"
+    assert c["messages"] == r["messages"] and r["segments"] is segs  # the original row is untouched
+    ans, gen = encode_answer(c["segments"], A, tok, EOT)
+    assert not set(A.ids) & set(ans) and all(gen)  # no control token, every answer token trained
+    assert serial_copy({**r, "segments": [{"type": "serial", "text": r["answer"]}]}) is None

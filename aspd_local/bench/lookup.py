@@ -12,6 +12,7 @@ import contextlib
 import time
 
 import llama_cpp
+import numpy as np
 import llama_cpp.llama as llama_high
 from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
@@ -40,13 +41,16 @@ def _model_params_like_ours():
 
 class PromptLookupPeer:
     def __init__(self, model_path: str, *, n_ctx: int, n_threads: int, n_batch: int, n_gpu_layers: int,
-                 eog_ids, num_pred_tokens: int = 10, max_ngram_size: int = 2):
+                 eog_ids, banned_ids=(), num_pred_tokens: int = 10, max_ngram_size: int = 2):
+        """``banned_ids``: tokens the peer may never sample -- the control tokens the engine masks in ``ar``
+        mode (an ASPD model would otherwise open blocks the peer cannot serve), so both answer alike."""
         with _model_params_like_ours():
             self.llm = llama_cpp.Llama(model_path, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
                                        n_threads=n_threads, n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers,
                                        draft_model=LlamaPromptLookupDecoding(max_ngram_size, num_pred_tokens),
                                        verbose=False)
         self.eog = set(int(t) for t in eog_ids)
+        self.banned = np.array(sorted(set(int(t) for t in banned_ids) - self.eog), dtype=np.int64)
         self.settings = {"num_pred_tokens": num_pred_tokens, "max_ngram_size": max_ngram_size}
         self._calls: list[tuple[int, float]] = []
         original_eval = self.llm.eval
@@ -63,7 +67,14 @@ class PromptLookupPeer:
         self._calls.clear()
         out: list[int] = []
         t0 = time.perf_counter()
-        gen = self.llm.generate(prompt_tokens, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=repeat_penalty)
+        banned = self.banned
+
+        def mask(_ids, logits):
+            logits[banned] = -np.inf
+            return logits
+
+        gen = self.llm.generate(prompt_tokens, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=repeat_penalty,
+                                logits_processor=llama_cpp.LogitsProcessorList([mask]) if len(banned) else None)
         t_first = None
         finish = "length"
         try:

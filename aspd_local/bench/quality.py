@@ -6,12 +6,18 @@ Quality is judged against the plain (``ar``) answer of the same model on the sam
 - the mean per-token log-likelihood of each answer text under a reference model (the base model),
   given the same chat prompt; the relative difference of the parallel answer's to the ar answer's;
 - ROUGE-L (F1 over the longest common subsequence of words) between the two texts.
+
+A small model's plain answers often loop (the same line again and again), and a loop is very likely
+text per token: the mean log-likelihood rewards it. So the comparison is also reported over the prompts
+where neither answer loops (the data pipeline's own loop check, ``aspd_local.data.quality``).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+
+from ..data.quality import LOOPING, answer_problems
 
 SERIAL_PREFIX = "serial"  # categories whose answers should stay serial start with this
 
@@ -50,6 +56,10 @@ def adaptivity(results: list[dict], mode: str = "parallel") -> dict:
     return out
 
 
+def loops(prompt: str, text: str) -> bool:
+    return bool(LOOPING & set(answer_problems(prompt, text)))
+
+
 def mean_loglik(engine, prompt: str, text: str) -> float | None:
     """Mean natural-log likelihood per token of ``text`` as the answer to ``prompt`` under ``engine``."""
     toks = engine.tokenize(text)
@@ -75,7 +85,9 @@ def quality(results: list[dict], prompts: list[dict], reference, mode: str = "pa
         rows.append({"id": p["id"], "category": p.get("category", ""), "blocks": a["blocks"],
                      f"loglik_{mode}": None if la is None else round(la, 4),
                      f"loglik_{ref_mode}": None if lb is None else round(lb, 4),
-                     "rouge_l": round(rouge_l(a["text"], b["text"]), 4)})
+                     "rouge_l": round(rouge_l(a["text"], b["text"]), 4),
+                     "loops": {mode: loops(prompt_of[p["id"]], a["text"]),
+                               ref_mode: loops(prompt_of[p["id"]], b["text"])}})
         if log:
             log(f"quality [{i + 1}/{len(prompts)}] {p['id']}: loglik {mode} {la if la is None else round(la, 3)}, "
                 f"{ref_mode} {lb if lb is None else round(lb, 3)}, rouge-l {rows[-1]['rouge_l']}")
@@ -93,6 +105,12 @@ def quality(results: list[dict], prompts: list[dict], reference, mode: str = "pa
 
     cats = sorted({r["category"] for r in rows})
     with_blocks = [r for r in rows if r["blocks"] > 0]
+    clean = [r for r in rows if not any(r["loops"].values())]
     return {"mode": mode, "vs": ref_mode, "rows": rows, "all": agg(rows),
             "prompts_with_blocks": agg(with_blocks) if with_blocks else None,
-            "per_category": {c: agg([r for r in rows if r["category"] == c]) for c in cats}}
+            "no_loops": agg(clean) if clean else None,
+            "no_loops_with_blocks": agg([r for r in clean if r["blocks"] > 0]) if clean else None,
+            "looping_answers": {m: sum(r["loops"][m] for r in rows) for m in (mode, ref_mode)},
+            "per_category": {c: agg([r for r in rows if r["category"] == c]) for c in cats},
+            "per_category_no_loops": {c: agg(v) for c in cats
+                                      if (v := [r for r in clean if r["category"] == c])}}

@@ -161,7 +161,8 @@ def run_bench(engine: Engine, prompts: list[dict], modes: list[str], max_tokens:
         log("loading the prompt-lookup peer ...")
         peer = PromptLookupPeer(engine.model.path, n_ctx=engine.ctx.n_ctx, n_threads=engine.ctx.n_threads,
                                 n_batch=engine.ctx.n_batch, n_gpu_layers=engine.config.n_gpu_layers,
-                                eog_ids=engine.model.eog_ids, **(lookup_settings or {}))
+                                eog_ids=engine.model.eog_ids, banned_ids=engine.model.control_ids,
+                                **(lookup_settings or {}))
     pairs = agreeing([s.name for s in specs])
     indexes: dict[str, TokenIndex] = {}
     # each +suffix mode gets its own in-memory global index; the user's index on disk is left alone

@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-len", type=int, default=d.max_len, help="skip rows longer than this many tokens")
     p.add_argument("--parallel-repeat", type=int, default=d.parallel_repeat,
                    help="rows with a parallel block appear this many times per epoch")
+    p.add_argument("--serial-copies", action="store_true", default=d.serial_copies,
+                   help="rows with a parallel block also appear once as plain serial text (same style in `ar` mode)")
     p.add_argument("--lora-r", type=int, default=d.lora_r)
     p.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
     p.add_argument("--dtype", default=d.dtype, choices=["bfloat16", "float32"])
@@ -49,7 +51,7 @@ def main(args) -> int:
 
     recipe = Recipe(epochs=args.epochs, lr=args.lr, rows_lr=args.rows_lr, warmup=args.warmup,
                     grad_accum=args.grad_accum, batch_rows=args.batch_rows, max_len=args.max_len,
-                    parallel_repeat=args.parallel_repeat,
+                    parallel_repeat=args.parallel_repeat, serial_copies=args.serial_copies,
                     lora_r=args.lora_r, lora_alpha=args.lora_alpha, dtype=args.dtype, seed=args.seed,
                     aspd_tokens=args.aspd_tokens)
     out = Path(args.out) if args.out else cache_dir() / "train" / Path(args.data).stem

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..aspd.encode import EncodedRow, RowEncoder
+from ..aspd.encode import EncodedRow, RowEncoder, check_segments
 from ..data.jsonl import read_jsonl
 from .base import TrainError
 
@@ -40,11 +40,26 @@ def data_stats(raw: Sequence[dict], rows: Sequence[EncodedRow], skipped: dict[st
     }
 
 
-def load_train_set(path, encoder: RowEncoder, max_len: int, max_rows: int | None = None) -> TrainSet:
-    """Read and encode a training JSONL file. Rows longer than ``max_len`` tokens are skipped (counted)."""
+def serial_copy(row: dict) -> dict | None:
+    """The row's answer as one serial segment, or None for a row without a parallel block."""
+    segments = row["segments"]
+    if not any(seg.get("type") == "block" for seg in segments):
+        return None
+    check_segments(segments, row.get("answer"))
+    text = "".join(seg["text"] if seg["type"] == "serial" else "".join(b["content"] for b in seg["branches"])
+                   for seg in segments)
+    return {**row, "id": f"{row.get('id', '')}/serial", "segments": [{"type": "serial", "text": text}]}
+
+
+def load_train_set(path, encoder: RowEncoder, max_len: int, max_rows: int | None = None,
+                   serial_copies: bool = False) -> TrainSet:
+    """Read and encode a training JSONL file. Rows longer than ``max_len`` tokens are skipped (counted).
+    With ``serial_copies`` every row with a parallel block is followed by its :func:`serial_copy`."""
     raw = read_jsonl(path, required=("messages", "segments"))
     if max_rows is not None:
         raw = raw[:max_rows]
+    if serial_copies:
+        raw = [r for row in raw for r in (row, serial_copy(row)) if r is not None]
     kept_raw, rows = [], []
     skipped = {"too_long": 0}
     for r in raw:

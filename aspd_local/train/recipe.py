@@ -20,6 +20,9 @@ class Recipe:
     grad_accum: int = 8  # forward passes per optimizer step
     max_len: int = 512  # longer rows are skipped
     parallel_repeat: int = 1  # rows with a parallel block appear this many times per epoch
+    # rows with a parallel block also appear once as plain serial text (their rendered answer), so that
+    # with the control tokens masked (`ar` mode) the model writes the same answer in the same style
+    serial_copies: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0

@@ -247,7 +247,7 @@ def train(data_path, run_dir, recipe: Recipe | None = None, *, base_gguf=None, r
     base_gguf = Path(base_gguf) if base_gguf else base_model_path(progress=note)
     t_prep = time.perf_counter()
     encoder, ids = make_encoder(base_gguf, recipe.aspd_tokens)
-    data = load_train_set(data_path, encoder, recipe.max_len, max_rows)
+    data = load_train_set(data_path, encoder, recipe.max_len, max_rows, serial_copies=recipe.serial_copies)
     note(f"{data.stats['rows']} rows ({data.stats['rows_parallel']} with parallel blocks), "
          f"{data.stats['tokens']} tokens, {data.stats['loss_tokens']} with loss; skipped {data.stats['skipped']}")
     hf_dir = float_model_dir(base_gguf, progress=progress)
