@@ -37,8 +37,9 @@ def title_tokens(title: str, ids: AspdTokens, tokenize: Tokenize) -> list[int]:
     return [ids.title_open] + tokenize(title) + [ids.title_close]
 
 
-def check_segments(segments: Sequence[Mapping], answer: str | None = None) -> None:
-    """Raise RowError unless the segments are well formed (and render to ``answer`` when given)."""
+def check_segments(segments: Sequence[Mapping], answer: str | None = None) -> str:
+    """Raise RowError unless the segments are well formed (and render to ``answer`` when given);
+    return the text they render to (spec section 4)."""
     if not isinstance(segments, Sequence) or not segments:
         raise RowError("a row needs a non-empty list of segments")
     parts: list[str] = []
@@ -64,8 +65,10 @@ def check_segments(segments: Sequence[Mapping], answer: str | None = None) -> No
                 raise RowError(f"segment {i}: branch titles are not unique: {titles}")
         else:
             raise RowError(f"segment {i}: unknown segment type {kind!r} (expected 'serial' or 'block')")
-    if answer is not None and "".join(parts) != answer:
+    text = "".join(parts)
+    if answer is not None and text != answer:
         raise RowError("the segments do not render to the row's answer (spec section 4)")
+    return text
 
 
 def answer_tokens(segments: Sequence[Mapping], ids: AspdTokens, tokenize: Tokenize, end: int | None) -> list[int]:

@@ -45,9 +45,7 @@ def serial_copy(row: dict) -> dict | None:
     segments = row["segments"]
     if not any(seg.get("type") == "block" for seg in segments):
         return None
-    check_segments(segments, row.get("answer"))
-    text = "".join(seg["text"] if seg["type"] == "serial" else "".join(b["content"] for b in seg["branches"])
-                   for seg in segments)
+    text = check_segments(segments, row.get("answer"))
     return {**row, "id": f"{row.get('id', '')}/serial", "segments": [{"type": "serial", "text": text}]}
 
 
