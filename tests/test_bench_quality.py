@@ -29,3 +29,49 @@ def test_adaptivity_groups_serial_and_list_categories():
 def test_loop_detection_flags_repeated_lines_only():
     assert loops("Compare books and movies.", "Books:\n\n" + "Books are books.\n\n" * 8)
     assert not loops("List three fruits.", "- **Apple**: red and sweet.\n- **Pear**: soft.\n- **Plum**: dark.\n")
+
+
+class _RecordingReference:
+    """A reference 'model' whose log-probabilities are fixed per answer text, and that records the chat
+    messages each answer was judged after."""
+
+    def __init__(self, per_token: dict[str, float]):
+        self.per_token, self.contexts, self._pending = per_token, [], None
+
+    def tokenize(self, text):
+        self._pending = text
+        return list(range(len(text.split())))
+
+    def prompt_tokens(self, messages):
+        self.contexts.append(messages)
+        return [1]
+
+    def score(self, prefix, toks):
+        return [self.per_token[self._pending]] * len(toks)
+
+
+def test_quality_judges_give_the_reference_their_own_context():
+    from aspd_local.bench.quality import quality
+    from aspd_local.data.fewshot import messages_for
+
+    prompts = [{"id": "a", "prompt": "List two fruits.", "category": "list"},
+               {"id": "b", "prompt": "What is 2+2?", "category": "serial_math"}]
+    results = [{"id": "a", "mode": "parallel", "text": "- apple\n- pear", "blocks": 1},
+               {"id": "a", "mode": "ar", "text": "* apple * pear", "blocks": 0},
+               {"id": "b", "mode": "parallel", "text": "4.", "blocks": 0},
+               {"id": "b", "mode": "ar", "text": "4.", "blocks": 0}]
+    ref = _RecordingReference({"- apple\n- pear": -1.1, "* apple * pear": -1.0, "4.": -0.5})
+    q = quality(results, prompts, ref, judge="chat")
+    assert ref.contexts[0] == [{"role": "user", "content": "List two fruits."}]
+    assert q["judge"] == "chat"
+    # with a block: -1.1 vs -1.0 -> 10% lower; all: means -0.8 vs -0.75
+    assert q["prompts_with_blocks"]["relative_drop"] == pytest.approx(0.1)
+    assert q["all"]["relative_drop"] == pytest.approx((0.8 - 0.75) / 0.75, abs=1e-4)
+    assert q["per_category"]["serial_math"]["relative_drop"] == 0.0
+
+    ref.contexts.clear()
+    quality(results, prompts, ref, judge="fewshot")
+    assert ref.contexts[0] == messages_for("List two fruits.")
+    assert ref.contexts[0][-1] == {"role": "user", "content": "List two fruits."} and len(ref.contexts[0]) > 1
+    with pytest.raises(ValueError, match="unknown judge"):
+        quality(results, prompts, ref, judge="gpt")

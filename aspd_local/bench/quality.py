@@ -7,6 +7,15 @@ Quality is judged against the plain (``ar``) answer of the same model on the sam
   given the same chat prompt; the relative difference of the parallel answer's to the ar answer's;
 - ROUGE-L (F1 over the longest common subsequence of words) between the two texts.
 
+The reference model judges each answer given a context, the *judge*:
+- ``chat``: the user's message alone, in the reference's chat template;
+- ``fewshot``: the same few example turns in front that the data pipeline gives the base model when it
+  writes the answers the default model is trained on (``aspd_local.data.fewshot``). A pretrained base
+  model asked bare is no chat model (it repeats the question or invents turns) and rates the chat style of
+  its own few-shot answers low; with the examples in front it judges answers as the chat model whose
+  answers the training data are.
+Both are reported; they can disagree, and docs/aspd-pipeline.md says by how much.
+
 A small model's plain answers often loop (the same line again and again), and a loop is very likely
 text per token: the mean log-likelihood rewards it. So the comparison is also reported over the prompts
 where neither answer loops (the data pipeline's own loop check, ``aspd_local.data.quality``).
@@ -17,9 +26,16 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
+from ..data.fewshot import messages_for
 from ..data.quality import LOOPING, answer_problems
 
 SERIAL_PREFIX = "serial"  # categories whose answers should stay serial start with this
+
+# judge name -> the chat messages the reference model is given before the answer it scores
+JUDGES = {
+    "chat": lambda prompt: [{"role": "user", "content": prompt}],
+    "fewshot": messages_for,
+}
 
 
 def rouge_l(a: str, b: str) -> float:
@@ -56,23 +72,31 @@ def adaptivity(results: list[dict], mode: str = "parallel") -> dict:
     return out
 
 
+def report_key(judge: str) -> str:
+    """Where a bench report keeps the quality figures of ``judge``."""
+    return "quality" if judge == "chat" else f"quality_{judge}"
+
+
 def loops(prompt: str, text: str) -> bool:
     return bool(LOOPING & set(answer_problems(prompt, text)))
 
 
-def mean_loglik(engine, prompt: str, text: str) -> float | None:
-    """Mean natural-log likelihood per token of ``text`` as the answer to ``prompt`` under ``engine``."""
+def mean_loglik(engine, prompt: str, text: str, judge: str = "chat") -> float | None:
+    """Mean natural-log likelihood per token of ``text`` as the answer to ``prompt`` under ``engine``, given
+    the context of ``judge`` (see ``JUDGES``)."""
     toks = engine.tokenize(text)
     if not toks:
         return None
-    lps = engine.score(engine.prompt_tokens(prompt), toks)
+    lps = engine.score(engine.prompt_tokens(JUDGES[judge](prompt)), toks)
     return sum(lps) / len(lps)
 
 
 def quality(results: list[dict], prompts: list[dict], reference, mode: str = "parallel", ref_mode: str = "ar",
-            log=None) -> dict:
+            log=None, judge: str = "chat") -> dict:
     """Compare ``mode``'s answers with ``ref_mode``'s, per prompt and per category; ``reference`` is an Engine
-    (the base model) that scores both texts."""
+    (the base model) that scores both texts in the context of ``judge``."""
+    if judge not in JUDGES:
+        raise ValueError(f"unknown judge {judge!r}; known: {', '.join(JUDGES)}")
     text = {(r["id"], r["mode"]): r for r in results}
     prompt_of = {p["id"]: p["prompt"] for p in prompts}
     rows = []
@@ -80,8 +104,8 @@ def quality(results: list[dict], prompts: list[dict], reference, mode: str = "pa
         a, b = text.get((p["id"], mode)), text.get((p["id"], ref_mode))
         if a is None or b is None:
             continue
-        la, lb = mean_loglik(reference, prompt_of[p["id"]], a["text"]), mean_loglik(reference, prompt_of[p["id"]],
-                                                                                     b["text"])
+        la = mean_loglik(reference, prompt_of[p["id"]], a["text"], judge)
+        lb = mean_loglik(reference, prompt_of[p["id"]], b["text"], judge)
         rows.append({"id": p["id"], "category": p.get("category", ""), "blocks": a["blocks"],
                      f"loglik_{mode}": None if la is None else round(la, 4),
                      f"loglik_{ref_mode}": None if lb is None else round(lb, 4),
@@ -89,7 +113,8 @@ def quality(results: list[dict], prompts: list[dict], reference, mode: str = "pa
                      "loops": {mode: loops(prompt_of[p["id"]], a["text"]),
                                ref_mode: loops(prompt_of[p["id"]], b["text"])}})
         if log:
-            log(f"quality [{i + 1}/{len(prompts)}] {p['id']}: loglik {mode} {la if la is None else round(la, 3)}, "
+            log(f"quality ({judge}) [{i + 1}/{len(prompts)}] {p['id']}: "
+                f"loglik {mode} {la if la is None else round(la, 3)}, "
                 f"{ref_mode} {lb if lb is None else round(lb, 3)}, rouge-l {rows[-1]['rouge_l']}")
 
     def agg(rs: list[dict]) -> dict:
@@ -106,7 +131,7 @@ def quality(results: list[dict], prompts: list[dict], reference, mode: str = "pa
     cats = sorted({r["category"] for r in rows})
     with_blocks = [r for r in rows if r["blocks"] > 0]
     clean = [r for r in rows if not any(r["loops"].values())]
-    return {"mode": mode, "vs": ref_mode, "rows": rows, "all": agg(rows),
+    return {"mode": mode, "vs": ref_mode, "judge": judge, "rows": rows, "all": agg(rows),
             "prompts_with_blocks": agg(with_blocks) if with_blocks else None,
             "no_loops": agg(clean) if clean else None,
             "no_loops_with_blocks": agg([r for r in clean if r["blocks"] > 0]) if clean else None,

@@ -7,6 +7,7 @@ import os
 import sys
 from importlib.resources import files
 
+from ..bench.quality import JUDGES, report_key
 from ..bench.runner import LOOKUP, load_prompts, parse_modes, run_bench
 from ..errors import AspdLocalError
 from .options import add_model_options, open_engine
@@ -29,6 +30,12 @@ def add_parser(sub) -> None:
                    help="also report adaptivity (share of prompts per category that open a block in parallel "
                         "mode) and quality (parallel vs ar answers: mean log-likelihood per token under the "
                         "reference model, default the base model, and ROUGE-L)")
+    p.add_argument("--judges", default="chat,fewshot",
+                   help="contexts the reference model scores the answers in, comma-separated: chat (the user's "
+                        "message alone), fewshot (the data pipeline's example turns first); default both")
+    p.add_argument("--rescore", metavar="REPORT.json", default=None,
+                   help="no generation: add the quality figures to an earlier report's answers (written back "
+                        "to --json, default the same file); needs --prompts as in that run")
     p.set_defaults(func=main, max_branches=16)
 
 
@@ -40,8 +47,14 @@ def main(args) -> int:
         raise AspdLocalError(str(e)) from None
     if args.repeat_penalty <= 0:
         raise AspdLocalError("--repeat-penalty must be > 0")
+    judges = [j.strip() for j in args.judges.split(",") if j.strip()]
+    unknown = [j for j in judges if j not in JUDGES]
+    if unknown or not judges:
+        raise AspdLocalError(f"--judges: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(JUDGES)}")
     path = args.prompts or str(files("aspd_local.resources").joinpath("bench_prompts.jsonl"))
     prompts = load_prompts(path)[: args.limit]
+    if args.rescore:
+        return _rescore(args, prompts, judges)
     engine = open_engine(args, progress=lambda m: print(m, file=sys.stderr))
     if engine.notice:
         print(f"note: {engine.notice}", file=sys.stderr)
@@ -51,23 +64,53 @@ def main(args) -> int:
     finally:
         engine.close()
     if args.quality:
-        _add_quality(report, prompts, args)
+        _add_quality(report, prompts, args, judges)
     report["prompts_file"] = os.path.basename(path)
     print(json.dumps(report["summary"], indent=2))
-    if args.quality and "quality" in report:
-        q = report["quality"]
-        print(json.dumps({"adaptivity": {k: report["adaptivity"][k] for k in ("list_style", "serial")},
-                          "quality": {"all": q["all"], "per_category": q["per_category"]}}, indent=2))
+    _print_quality(report, judges)
     if args.json_out:
-        tmp = args.json_out + ".partial"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2, ensure_ascii=False)
-        os.replace(tmp, args.json_out)
-        print(f"report written to {args.json_out}", file=sys.stderr)
+        _write(report, args.json_out)
     return 0
 
 
-def _add_quality(report: dict, prompts: list[dict], args) -> None:
+def _write(report: dict, path: str) -> None:
+    tmp = path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=2, ensure_ascii=False)
+    os.replace(tmp, path)
+    print(f"report written to {path}", file=sys.stderr)
+
+
+def _print_quality(report: dict, judges: list[str]) -> None:
+    if "adaptivity" in report:
+        print(json.dumps({"adaptivity": {k: report["adaptivity"][k] for k in ("list_style", "serial")}}, indent=2))
+    for j in judges:
+        q = report.get(report_key(j))
+        if q:
+            print(json.dumps({f"quality ({j} judge)": {k: q[k] for k in ("all", "prompts_with_blocks", "no_loops")}},
+                             indent=2))
+
+
+def _rescore(args, prompts: list[dict], judges: list[str]) -> int:
+    try:
+        with open(args.rescore, encoding="utf-8") as fh:
+            report = json.load(fh)
+        results = report["results"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AspdLocalError(f"--rescore: {args.rescore} is not a bench report ({e})") from None
+    known = {p["id"] for p in prompts}
+    missing = sorted({r["id"] for r in results} - known)
+    if missing:
+        raise AspdLocalError(f"--rescore: {len(missing)} answers have no prompt in the prompt file "
+                             f"(e.g. {missing[0]}): pass the --prompts of that run")
+    args.quality = args.quality or "base"
+    _add_quality(report, prompts, args, judges)
+    _print_quality(report, judges)
+    _write(report, args.json_out or args.rescore)
+    return 0
+
+
+def _add_quality(report: dict, prompts: list[dict], args, judges: list[str]) -> None:
     from ..bench.quality import adaptivity, quality
     from ..engine import Engine
     from ..models import base_model_path
@@ -83,7 +126,9 @@ def _add_quality(report: dict, prompts: list[dict], args) -> None:
     ref = Engine(ref_path, n_ctx=max(2048, args.n_ctx or 0), n_threads=args.threads, speculate="none",
                  suffix_cache=False)
     try:
-        report["quality"] = quality(report["results"], prompts, ref, log=lambda m: print(m, file=sys.stderr))
-        report["quality"]["reference"] = os.path.basename(ref_path)
+        for j in judges:
+            q = quality(report["results"], prompts, ref, log=lambda m: print(m, file=sys.stderr), judge=j)
+            q["reference"] = os.path.basename(ref_path)
+            report[report_key(j)] = q
     finally:
         ref.close()
