@@ -18,6 +18,7 @@ class Stats:
     prompt_decode_calls: int = 0
     blocks: int = 0
     branches: int = 0
+    repeated_titles: int = 0  # titles taken back because they repeated an earlier one of their block
     wall_s: float = 0.0
     prompt_s: float = 0.0
     serial_s: float = 0.0

@@ -143,3 +143,36 @@ def test_cancel_call_returns_partial_result(f16_engine, reference_next):
     assert seen_block and done.finish_reason == "cancelled"
     assert e.check_cache() == []
     assert e.generate(NEXT_PROMPT, max_tokens=16, keep=False).tokens == reference_next
+
+
+def test_title_key_ignores_case_space_and_item_number():
+    from aspd_local.aspd.grammar import title_key
+
+    assert title_key("2. Rinse") == title_key("3. rinse ") == title_key("Rinse") == "rinse"
+    assert title_key("(4) Tie  the knot") == "tie the knot"
+    assert title_key("Apple") != title_key("Apples")
+    assert title_key("2024 plans") == "2024 plans" and title_key("1.5 cups") == "1.5 cups"  # no item numbers
+
+
+def test_repeated_title_ends_the_title_list(f16_engine, reference_next):
+    """Spec section 2: titles are unique within a block. A title equal to an earlier one of its block (up to
+    case and item number) is taken back when the model closes it, and the block opens with the titles
+    before it; the token stream, the KV cache and the rendering stay consistent."""
+    from aspd_local.aspd.grammar import title_key
+
+    e = f16_engine
+    a, tok = e.aspd, e.tokenize
+    titles = ["1. Apples", "2. Pears", "3. apples"]
+    serial = tok("Fruit:\n")
+    for t in titles:
+        serial += [a.title_open] + tok(t) + [a.title_close]
+    serial += [a.title_open] + tok("4. Plums") + [a.title_close] + [e.model.eos] * 40
+    p, r = _run(e, serial, {(0, 0): [FREE] * 4 + [a.branch_close], (0, 1): [FREE] * 4 + [a.branch_close]},
+                Caps(max_tokens=120, max_titles=8, max_branch_tokens=6))
+    assert r.blocks and r.blocks[0].titles == ["1. Apples", "2. Pears"]
+    assert r.stats.repeated_titles == 1
+    # the repeated title is not in the stream: the stream goes from the second title straight to <|para|>
+    close2 = [i for i, t in enumerate(r.tokens) if t == a.title_close][1]
+    assert r.tokens[close2 + 1] == a.para_open
+    assert title_key("3. apples") == title_key(titles[0])
+    _assert_clean(e, p, r, reference_next)

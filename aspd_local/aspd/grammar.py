@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,15 @@ def _ban(n_vocab: int, banned: set[int]) -> Constraint:
     mask = np.zeros(n_vocab, dtype=bool)
     mask[ids] = True
     return Constraint(ids=ids, only=False, banned_mask=mask)
+
+
+_ITEM_NUMBER = re.compile(r"^\s*(?:\(\d+\)|\d+[.)])(?=\s|$)\s*")
+
+
+def title_key(title: str) -> str:
+    """What makes two titles of a block the same title: the text without case, surrounding space and a
+    leading item number ("2. Rinse" and "3. rinse" are the same title)."""
+    return " ".join(_ITEM_NUMBER.sub("", title).split()).casefold()
 
 
 class Grammar:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..aspd.encode import branch_prefix
-from ..aspd.grammar import Grammar, Phase
+from ..aspd.grammar import Grammar, Phase, title_key
 from ..aspd.tokens import AspdTokens
 from ..events import (BlockEnd, BlockInfo, BlockStart, BranchDelta, BranchEnd, Event, Result, SerialDelta, Stats)
 from ..kv import KvBook
@@ -120,6 +120,13 @@ class HybridDecoder:
         self.stats.sampled_tokens += 1
         return tok
 
+    def _retract(self, n: int, history: list[int], info: StreamInfo) -> None:
+        """Take back the last ``n`` serial tokens of the answer: their KV cells, the stream, the counts. (The
+        speculator keeps having seen them: its index only shapes proposals, never the output.)"""
+        self.book.rollback(len(self.book.tokens) - n)
+        del self.answer[-n:], self.margins[-n:], history[-n:], info.tokens[-n:]
+        self.stats.tokens -= n
+
     def _note(self, token: int, margin: float | None) -> None:
         self.answer.append(token)
         self.margins.append(margin)
@@ -196,6 +203,7 @@ class HybridDecoder:
         history = self.book.tokens[-max(self.sampling.repeat_last_n, 1):]
         phase = Phase.SERIAL
         titles: list[list[int]] = []
+        title_keys: set[str] = set()  # the block's titles so far, as title_key() sees them
         cur_title: list[int] = []
         t_serial = time.perf_counter()
         carry = None  # a token already sampled during draft verification, not yet decoded
@@ -223,6 +231,14 @@ class HybridDecoder:
             if phase == Phase.SERIAL and self.grammar.is_eog(tok):
                 self.finish_reason = "stop"
                 break
+            if phase == Phase.TITLE and tok == aspd.title_close and \
+                    title_key(self.model.detokenize(cur_title)) in title_keys:
+                # Titles are unique within a block (spec section 2); a branch under a repeated title would
+                # decode its sibling's text again. The model is done listing: take the repeated title
+                # back and open the block with the titles before it.
+                self._retract(len(cur_title) + 1, history, info)
+                self.stats.repeated_titles += 1
+                tok, margin, forced, phase = aspd.para_open, None, aspd.para_open, Phase.AFTER_TITLE
             if self.book.free_cells < 1:
                 self.finish_reason = "context"
                 break
@@ -268,6 +284,7 @@ class HybridDecoder:
             elif phase == Phase.TITLE:
                 if tok == aspd.title_close:
                     titles.append(cur_title)
+                    title_keys.add(title_key(self.model.detokenize(cur_title)))
                     phase = Phase.AFTER_TITLE
                 else:
                     cur_title.append(tok)
@@ -282,7 +299,7 @@ class HybridDecoder:
                     row = yield from self._block(titles, history)
                     self.stats.parallel_s += time.perf_counter() - t_par
                     t_serial = time.perf_counter()
-                    titles = []
+                    titles, title_keys = [], set()
                     phase = Phase.SERIAL
                     if row is None:
                         break
