@@ -307,9 +307,13 @@ class Engine:
     def __exit__(self, *exc):
         self.close()
 
-    def score(self, prefix_tokens: Sequence[int], continuation_tokens: Sequence[int]) -> list[float]:
-        """Log-probability of each continuation token after the prefix (natural log). The prefix stays
-        cached afterwards, the continuation does not."""
+    def score(self, prefix_tokens: Sequence[int], continuation_tokens: Sequence[int], *,
+              keep_prefix: bool = True) -> list[float]:
+        """Log-probability of each continuation token after the prefix (natural log). The continuation is
+        not kept in the cache; the prefix is, unless ``keep_prefix=False``: then the cache goes back to the
+        part of the prefix it already held, and scoring several texts after one prefix decodes that prefix
+        the same way each time, so equal texts get equal scores (the numerics of quantized kernels depend
+        on how many tokens a decode call holds)."""
         from .decoding.score import score_after
 
         prefix = list(prefix_tokens)
@@ -317,7 +321,8 @@ class Engine:
             raise ValueError("score needs a non-empty prefix")
         with self._lock:
             n = self._reuse_prefix(prefix)
-            return score_after(self.ctx, self.book, self.aspd, prefix[n:], continuation_tokens)
+            return score_after(self.ctx, self.book, self.aspd, prefix[n:], continuation_tokens,
+                               keep_prefix=keep_prefix)
 
 
 def _is_token_list(x) -> bool:

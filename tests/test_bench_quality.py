@@ -46,7 +46,7 @@ class _RecordingReference:
         self.contexts.append(messages)
         return [1]
 
-    def score(self, prefix, toks):
+    def score(self, prefix, toks, keep_prefix=True):
         return [self.per_token[self._pending]] * len(toks)
 
 
@@ -75,3 +75,20 @@ def test_quality_judges_give_the_reference_their_own_context():
     assert ref.contexts[0][-1] == {"role": "user", "content": "List two fruits."} and len(ref.contexts[0]) > 1
     with pytest.raises(ValueError, match="unknown judge"):
         quality(results, prompts, ref, judge="gpt")
+
+
+def test_scoring_without_keeping_the_prefix_scores_equal_texts_equally(f16_engine):
+    """The judge scores both answers of a prompt after the same decode of the prompt: the same text gets
+    the same log-probabilities whatever was scored before it, and the cache goes back to what it held."""
+    e = f16_engine
+    prefix = e.prompt_tokens("Name two fruits.")
+    a, b = e.tokenize("Apples and pears."), e.tokenize("- **Apple**: red.\n- **Pear**: green and soft.\n")
+    e.score(e.prompt_tokens("Something else first."), e.tokenize("ok"))  # some unrelated cache state
+    before = list(e.book.tokens)
+    first = e.score(prefix, a, keep_prefix=False)
+    assert e.book.tokens == before[:len(e.book.tokens)] and len(e.book.tokens) < len(prefix)
+    e.score(prefix, b, keep_prefix=False)
+    assert e.score(prefix, a, keep_prefix=False) == first
+    assert e.check_cache() == []
+    kept = e.score(prefix, a)  # the default keeps the prefix cached
+    assert e.book.tokens == prefix and kept == pytest.approx(first, abs=0.05)

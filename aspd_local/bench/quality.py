@@ -87,7 +87,9 @@ def mean_loglik(engine, prompt: str, text: str, judge: str = "chat") -> float | 
     toks = engine.tokenize(text)
     if not toks:
         return None
-    lps = engine.score(engine.prompt_tokens(JUDGES[judge](prompt)), toks)
+    # keep_prefix=False: every answer to a prompt is scored after the same decode of the prompt, so the two
+    # answers of a pair are judged alike (identical texts get identical scores)
+    lps = engine.score(engine.prompt_tokens(JUDGES[judge](prompt)), toks, keep_prefix=False)
     return sum(lps) / len(lps)
 
 

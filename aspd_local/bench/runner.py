@@ -116,7 +116,7 @@ def _engine_row(engine: Engine, row: dict, spec: ModeSpec, max_tokens: int, samp
     return r.tokens, {
         "text": r.text, "tokens": s.tokens, "decode_calls": s.decode_calls, "wall_s": round(s.wall_s - s.prompt_s, 5),
         "prompt_s": round(s.prompt_s, 5), "decode_s": round(s.decode_s, 5), "blocks": s.blocks,
-        "branches": s.branches, "finish_reason": r.finish_reason,
+        "branches": s.branches, "repeated_titles": s.repeated_titles, "finish_reason": r.finish_reason,
         "batch_sizes": {str(k): v for k, v in sorted(s.batch_sizes.items())},
         "overhead_ms_per_step": round(s.overhead_ms_per_step, 4),
         "draft_tokens": s.draft_tokens, "accepted_draft_tokens": s.accepted_draft_tokens,
@@ -132,6 +132,7 @@ def _lookup_row(peer, engine: Engine, row: dict, max_tokens: int, sampling: dict
     return g["tokens"], {
         "text": text, "tokens": n, "decode_calls": calls, "wall_s": round(g["wall_s"], 5),
         "prompt_s": round(g["prompt_s"], 5), "decode_s": round(g["decode_s"], 5), "blocks": 0, "branches": 0,
+        "repeated_titles": 0,
         "finish_reason": g["finish_reason"], "batch_sizes": {str(k): v for k, v in sorted(g["batch_sizes"].items())},
         "overhead_ms_per_step": round(1000 * (g["wall_s"] - g["decode_s"]) / calls, 4) if calls else 0.0,
         "draft_tokens": g["draft_tokens"], "accepted_draft_tokens": g["accepted_draft_tokens"],

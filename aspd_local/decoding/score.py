@@ -27,8 +27,9 @@ def log_softmax_at(logits: np.ndarray, token: int) -> float:
 
 
 def score_after(ctx: Context, book: KvBook, aspd: AspdTokens | None, prefix: Sequence[int],
-                continuation: Sequence[int]) -> list[float]:
+                continuation: Sequence[int], keep_prefix: bool = True) -> list[float]:
     """Per-token log-probabilities of ``continuation`` after the cached tokens plus ``prefix``.
+    Afterwards the cache holds the prefix too, or (``keep_prefix=False``) only what it held before.
 
     ``prefix`` must not be empty (its last token gives the first continuation token's logits).
     The continuation is serial text: ASPD control tokens in it are refused.
@@ -64,7 +65,7 @@ def score_after(ctx: Context, book: KvBook, aspd: AspdTokens | None, prefix: Seq
                 for i in range(len(chunk)):
                     out.append(log_softmax_at(ctx.logits(i), continuation[a + i + 1]))
         finally:
-            book.rollback(after_prefix)
+            book.rollback(after_prefix if keep_prefix else start)
     except BaseException:
         book.rollback(start)
         raise
