@@ -7,7 +7,7 @@ import os
 import sys
 from importlib.resources import files
 
-from ..bench.quality import JUDGES, report_key
+from ..bench.quality import JUDGES, adaptivity, quality, report_key
 from ..bench.runner import LOOKUP, load_prompts, parse_modes, run_bench
 from ..errors import AspdLocalError
 from .options import add_model_options, open_engine
@@ -111,7 +111,6 @@ def _rescore(args, prompts: list[dict], judges: list[str]) -> int:
 
 
 def _add_quality(report: dict, prompts: list[dict], args, judges: list[str]) -> None:
-    from ..bench.quality import adaptivity, quality
     from ..engine import Engine
     from ..models import base_model_path
 

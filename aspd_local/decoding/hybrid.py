@@ -231,14 +231,17 @@ class HybridDecoder:
             if phase == Phase.SERIAL and self.grammar.is_eog(tok):
                 self.finish_reason = "stop"
                 break
-            if phase == Phase.TITLE and tok == aspd.title_close and \
-                    title_key(self.model.detokenize(cur_title)) in title_keys:
-                # Titles are unique within a block (spec section 2); a branch under a repeated title would
-                # decode its sibling's text again. The model is done listing: take the repeated title
-                # back and open the block with the titles before it.
-                self._retract(len(cur_title) + 1, history, info)
-                self.stats.repeated_titles += 1
-                tok, margin, forced, phase = aspd.para_open, None, aspd.para_open, Phase.AFTER_TITLE
+            if phase == Phase.TITLE and tok == aspd.title_close:
+                key = title_key(self.model.detokenize(cur_title))
+                if key in title_keys:
+                    # Titles are unique within a block (spec section 2); a branch under a repeated title
+                    # would decode its sibling's text again. The model is done listing: take the repeated
+                    # title back and open the block with the titles before it.
+                    self._retract(len(cur_title) + 1, history, info)
+                    self.stats.repeated_titles += 1
+                    tok, margin, forced, phase = aspd.para_open, None, aspd.para_open, Phase.AFTER_TITLE
+                else:
+                    title_keys.add(key)
             if self.book.free_cells < 1:
                 self.finish_reason = "context"
                 break
@@ -284,7 +287,6 @@ class HybridDecoder:
             elif phase == Phase.TITLE:
                 if tok == aspd.title_close:
                     titles.append(cur_title)
-                    title_keys.add(title_key(self.model.detokenize(cur_title)))
                     phase = Phase.AFTER_TITLE
                 else:
                     cur_title.append(tok)
