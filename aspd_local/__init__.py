@@ -10,8 +10,10 @@ from .decoding.hybrid import Caps, Mode
 from .engine import ChatSession, Engine, EngineConfig
 from .errors import (AspdFormatError, AspdLocalError, ChatTemplateError, ContextOverflowError, DecodeError,
                      ModelLoadError)
-from .events import (BlockEnd, BlockInfo, BlockStart, BranchDelta, BranchEnd, Done, Event, Result, SerialDelta,
-                     Stats)
+from .events import (BlockEnd, BlockInfo, BlockStart, BranchDelta, BranchEnd, Done, Event, Queued, Result,
+                     SerialDelta, Stats)
+from .params import GenerationParams
+from .scheduler import EngineClosedError, QueueFullError, Request
 from .sampling import SamplingParams, StreamInfo
 
 __version__ = "0.1.0"
@@ -19,6 +21,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AspdFormatError", "AspdLocalError", "AspdTokens", "BlockEnd", "BlockInfo", "BlockStart", "BranchDelta",
     "BranchEnd", "Caps", "ChatSession", "ChatTemplateError", "ContextOverflowError", "DecodeError", "Done",
-    "Engine", "EngineConfig", "Event", "Message", "Mode", "ModelLoadError", "Result", "SamplingParams",
-    "SerialDelta", "Stats", "StreamInfo",
+    "Engine", "EngineClosedError", "EngineConfig", "Event", "GenerationParams", "Message", "Mode", "ModelLoadError",
+    "Queued", "QueueFullError", "Request", "Result", "SamplingParams", "SerialDelta", "Stats", "StreamInfo",
 ]

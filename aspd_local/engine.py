@@ -1,4 +1,6 @@
-"""The public API: an engine over one GGUF model, with ``generate``, ``stream`` and chat sessions.
+"""The public API: an engine over one GGUF model. ``submit`` hands a request to the scheduler and returns
+its handle, safe from any thread; ``generate``, ``stream`` and chat sessions are thin wrappers of it.
+Requests run together: the scheduler puts every request's tokens into one ``llama_decode`` per step.
 
 The CLI, the UI and the server are thin clients of this module.
 """
@@ -14,18 +16,19 @@ from dataclasses import dataclass
 
 from .aspd.tokens import ROLES, AspdTokens
 from .chat import ChatFormat, Message
-from .decoding.hybrid import Cancelled, Caps, HybridDecoder, Mode
-from .decoding.costcurve import cached_cost_curve, cost_of
+from .decoding.costcurve import cached_cost_curve, cost_of, measure_cost_curve
+from .decoding.hybrid import STEP, Cancelled, HybridDecoder, Mode
 from .decoding.prefill import prefill
 from .decoding.speculative import Speculator
 from .errors import ContextOverflowError
-from .events import Done, Event, Result
-from .kv import KvBook
+from .events import Event, Result
+from .kv import KvCache, Lane
 from .llama import logs
 from .llama.context import Context, ContextParams
 from .llama.model import Model, ModelParams
 from .models import cache_dir
-from .sampling import LogitsProcessor, SamplingParams
+from .params import GenerationParams
+from .scheduler import Job, Request, Scheduler
 from .suffix.acceptance import AcceptanceModel
 from .suffix.cache import load_index, save_index
 from .suffix.index import TokenIndex
@@ -43,6 +46,10 @@ class EngineConfig:
     n_threads: int | None = None
     n_gpu_layers: int = -1  # -1: every layer on the GPU when llama.cpp has a GPU backend, else 0
     max_branches: int = 8
+    n_slots: int = 4  # requests decoded together (each in its own slot); more wait in the queue
+    max_queue: int = 64  # requests that may wait for a slot; beyond that, submit raises QueueFullError
+    max_cached: int = 8  # finished conversations kept in the KV cache for prefix reuse (LRU)
+    prefill_chunk: int = 256  # prompt tokens a request decodes per step (others keep decoding meanwhile)
     verbose: bool = False  # show llama.cpp's own log
     speculate: str = "suffix"  # default for requests: "suffix" (used only where the cost curve says it pays) or "none"
     max_draft_paths: int = 8  # sequence ids reserved for the leaf paths of draft trees
@@ -56,7 +63,7 @@ class EngineConfig:
 
 
 class Engine:
-    """One model, one context, one KV cache; requests run one at a time (others wait)."""
+    """One model, one context, one KV cache shared by every request; a scheduler thread decodes them."""
 
     def __init__(self, model_path: str, config: EngineConfig | None = None, *,
                  aspd_tokens: AspdTokens | Mapping | Sequence | str | None = None,
@@ -66,25 +73,35 @@ class Engine:
             if not hasattr(cfg, k):
                 raise TypeError(f"unknown engine option {k!r}")
             setattr(cfg, k, v)
+        for name in ("n_slots", "max_branches", "prefill_chunk"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if cfg.max_queue < 0 or cfg.max_cached < 0:
+            raise ValueError("max_queue and max_cached must be >= 0")
         self.config = cfg
         logs.set_verbose(cfg.verbose)
         self.model = Model(model_path, ModelParams(n_gpu_layers=cfg.n_gpu_layers))
+        # each slot: a home sequence, then forks for branches and draft paths; then the cached lines
+        self._seq_quota = max(2, cfg.max_branches) - 1 + cfg.max_draft_paths
+        n_seq = cfg.n_slots * (1 + self._seq_quota) + cfg.max_cached
+        if n_seq > _MAX_SEQ:
+            raise ValueError(f"{cfg.n_slots} slots of {1 + self._seq_quota} sequence ids and {cfg.max_cached} cached "
+                             f"lines need {n_seq} sequence ids; llama.cpp has {_MAX_SEQ}")
         try:
             self.aspd = self._resolve_aspd(aspd_tokens)
-            self.ctx = Context(self.model, ContextParams(n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
-                                                         n_seq_max=max(2, cfg.max_branches) + cfg.max_draft_paths,
+            self.ctx = Context(self.model, ContextParams(n_ctx=cfg.n_ctx, n_batch=cfg.n_batch, n_seq_max=n_seq,
                                                          n_threads=cfg.n_threads))
         except Exception:
             self.model.close()
             raise
-        self.book = KvBook(self.ctx)
+        self.cache = KvCache(self.ctx)
         self.chat_format = ChatFormat(self.model, chat_template)
-        self._lock = threading.Lock()
-        self._cancel = threading.Event()
         self.notice = None
         self._cost_curve: dict[int, float] | None = None
         self._global_index: TokenIndex | None = None
         self._acceptance = AcceptanceModel()
+        self.scheduler = Scheduler(self.ctx, self.cache, n_slots=cfg.n_slots, seq_quota=self._seq_quota,
+                                   max_queue=cfg.max_queue, max_cached=cfg.max_cached)
         if self.aspd is None:
             self.notice = "this model has no ASPD tokens: it is served serially (no parallel blocks)"
             log.warning(self.notice)
@@ -108,7 +125,7 @@ class Engine:
 
     def describe(self) -> dict:
         return {"model": self.model.path, "description": self.model.description, "n_params": self.model.n_params,
-                "n_ctx": self.ctx.n_ctx, "n_threads": self.ctx.n_threads, "n_gpu_layers": self.model.n_gpu_layers,
+                "n_ctx": self.ctx.n_ctx, "n_slots": self.config.n_slots, "n_threads": self.ctx.n_threads, "n_gpu_layers": self.model.n_gpu_layers,
                 "aspd": None if self.aspd is None else dict(zip(ROLES, self.aspd.ids)),
                 "chat_template": "plain fallback" if self.chat_format.is_fallback else "from GGUF"}
 
@@ -124,85 +141,66 @@ class Engine:
         return self.chat_format.prompt_tokens(prompt)
 
     # -- generation -----------------------------------------------------------
-    def cancel(self) -> None:
-        """Stop the running request at its next step; the KV cache is rolled back cleanly."""
-        self._cancel.set()
-
-    def generate(self, prompt, **kw) -> Result:
-        """Decode an answer and return it (text, token stream, statistics)."""
-        result = None
-        for ev in self.stream(prompt, **kw):
-            if isinstance(ev, Done):
-                result = ev.result
-        return result
-
-    def stream(self, prompt, *, mode: str | Mode = Mode.PARALLEL, max_tokens: int = 512,
-               sampling: SamplingParams | None = None, caps: Caps | None = None, chat: bool = True,
-               processors: Sequence[LogitsProcessor] = (), record_margins: bool = False,
-               keep: bool = True, speculate: str | None = None, **sampling_kw) -> Iterator[Event]:
-        """Stream the events of one answer. ``prompt`` is a user message, a list of chat messages,
-        or token ids. Closing the iterator early cancels the request and cleans the KV cache.
-
-        ``keep=False`` removes the answer from the KV cache afterwards (the prompt stays cached).
-        ``speculate``: "suffix" or "none" (default: the engine's ``config.speculate``).
-        """
+    def submit(self, prompt, params: GenerationParams | None = None, *, chat: bool = True, **kw) -> Request:
+        """Queue a request and return its handle at once (safe from any thread). ``prompt`` is a user
+        message, a list of chat messages, or token ids; ``params`` (or keywords, see GenerationParams)
+        say how to answer. Iterate the handle for its events (``async for`` too), call ``result()``, or
+        ``cancel()`` it. Raises QueueFullError when the queue is full, ContextOverflowError when the
+        prompt cannot fit the context."""
+        p = GenerationParams.of(params, **kw)
         tokens = list(prompt) if _is_token_list(prompt) else self.prompt_tokens(prompt, chat)
-        return self._run(tokens, mode=mode, max_tokens=max_tokens, sampling=sampling, caps=caps,
-                         processors=processors, record_margins=record_margins, keep=keep, speculate=speculate,
-                         sampling_kw=sampling_kw)
+        return self._submit(tokens, p)
 
-    def _run(self, tokens: list[int], *, mode, max_tokens, sampling, caps, processors, record_margins, keep,
-             sampling_kw, speculate=None, on_commit=None) -> Iterator[Event]:
-        sampling = sampling or SamplingParams(**sampling_kw)
-        caps = caps or Caps(max_tokens=max_tokens)
-        mode = Mode(mode)
-        speculate = self.config.speculate if speculate is None else speculate
-        if speculate not in ("suffix", "none"):
-            raise ValueError(f"speculate must be 'suffix' or 'none', got {speculate!r}")
-        with self._lock:
-            self._cancel.clear()
-            t_spec = time.perf_counter()
-            speculator = self._speculator(tokens) if speculate == "suffix" else None
-            t_spec = time.perf_counter() - t_spec  # indexing the prompt (and measuring the cost curve, once)
-            t0 = time.perf_counter()
-            book = self.book
-            reused = self._reuse_prefix(tokens)
-            start_mark = book.mark()
-            calls0 = self.ctx.decode_calls
-            try:
-                row = prefill(self.ctx, book, tokens[reused:], self.aspd)
-            except BaseException:
-                book.rollback(start_mark)
-                raise
-            answer_mark = book.mark()
-            dec = HybridDecoder(self.model, self.ctx, book, self.aspd, mode, sampling, caps, processors,
-                                self._cancel.is_set, record_margins, speculator)
+    def _submit(self, tokens: list[int], p: GenerationParams, on_commit=None) -> Request:
+        if len(tokens) + 1 > self.ctx.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt has {len(tokens)} tokens but the context holds {self.ctx.n_ctx} "
+                f"(one more is needed to answer); shorten it or raise n_ctx")
+        budget = p.max_tokens + p.max_titles + 2  # past the budget a block still closes its branches
+        run = lambda lane, reused, cancelled: self._generation(lane, reused, cancelled, tokens, p, on_commit)  # noqa: E731
+        return self.scheduler.submit(Job(tokens, budget, run, "all" if p.keep else "prompt"))
+
+    def cancel(self) -> None:
+        """Stop every running and waiting request at its next step (``Request.cancel`` stops one)."""
+        self.scheduler.cancel_all()
+
+    def generate(self, prompt, params: GenerationParams | None = None, **kw) -> Result:
+        """Decode an answer and return it (text, token stream, statistics)."""
+        return self.submit(prompt, params, **kw).result()
+
+    def stream(self, prompt, params: GenerationParams | None = None, **kw) -> Iterator[Event]:
+        """The events of one answer. Closing the iterator early cancels the request."""
+        return iter(self.submit(prompt, params, **kw))
+
+    def _generation(self, lane: Lane, reused: int, is_cancelled, tokens: list[int], p: GenerationParams,
+                    on_commit) -> Iterator:
+        """The step function of one answer: prefill what the cache lacks, then decode."""
+        t0 = time.perf_counter()
+        speculate = self.config.speculate if p.speculate is None else p.speculate
+        speculator = self._speculator(tokens) if speculate == "suffix" else None
+        t_spec = time.perf_counter() - t0  # indexing the prompt (and measuring the cost curve, once)
+        dec = HybridDecoder(self.model, lane, self.aspd, Mode(p.mode), p.sampling(), p.caps(), p.processors,
+                            is_cancelled, p.record_margins, speculator, p.stop, self.ctx.n_batch)
+        st = dec.stats
+        st.speculate_s += t_spec if speculator is not None else 0.0
+        st.prompt_tokens, st.reused_prompt_tokens = len(tokens), reused
+        completed = False
+        try:
+            steps = prefill(lane, tokens[reused:], self.aspd, self.config.prefill_chunk)
+            row = yield from _counted(steps, st)
+            st.prompt_s = time.perf_counter() - t0
+            yield from dec.run(row)
+            completed = True
+        except Cancelled:
+            dec.finish_reason = "cancelled"
+        st.wall_s = time.perf_counter() - t0
+        result = dec.result()
+        if completed:
             if speculator is not None:
-                dec.stats.speculate_s += t_spec
-            dec.stats.prompt_tokens = len(tokens)
-            dec.stats.reused_prompt_tokens = reused
-            dec.stats.prompt_decode_calls = self.ctx.decode_calls - calls0
-            dec.stats.prompt_s = time.perf_counter() - t0
-            completed = False
-            try:
-                yield from dec.run(row)
-                completed = True
-            except Cancelled:
-                dec.finish_reason = "cancelled"
-            finally:
-                if not completed:
-                    # cancelled, closed by the consumer, or failed: the cache forgets this request
-                    book.rollback(start_mark)
-            dec.stats.wall_s = time.perf_counter() - t0
-            result = dec.result()
-            if completed:
-                if speculator is not None:
-                    self._remember(result.tokens)
-                if on_commit is not None:
-                    on_commit(result)
-                if not keep:
-                    book.rollback(answer_mark)
-            yield Done(result)
+                self._remember(result.tokens)
+            if on_commit is not None:
+                on_commit(result)
+        return result
 
     # -- speculation ----------------------------------------------------------
     def _model_key(self) -> str:
@@ -212,12 +210,16 @@ class Engine:
 
     def cost_curve(self) -> dict[int, float]:
         """ms per decode by batch size on this machine, measured once per model and thread count (cached on
-        disk). Measuring clears the KV cache."""
+        disk)."""
         if self._cost_curve is None:
             path = os.path.join(cache_dir(), "costcurve", f"{self._model_key()}-t{self.ctx.n_threads}"
                                 f"-g{self.model.n_gpu_layers}.json")
-            self._cost_curve = cached_cost_curve(self.ctx, self.book, path)
+            self._cost_curve = self.scheduler.call(lambda: cached_cost_curve(self.ctx, self.cache, path))
         return self._cost_curve
+
+    def measure_cost_curve(self, sizes) -> dict[int, float]:
+        """Measure ms per decode by batch size now (between two steps; nothing cached)."""
+        return self.scheduler.call(lambda: measure_cost_curve(self.ctx, self.cache, sizes))
 
     def use_cost_curve(self, curve: dict[int, float]) -> None:
         """Size drafts by ``curve`` (ms per decode by batch size) instead of the cached measurement."""
@@ -273,31 +275,37 @@ class Engine:
             except OSError as e:
                 log.warning("could not save the suffix cache: %s", e)
 
-    def _reuse_prefix(self, tokens: list[int]) -> int:
-        """Keep the longest cached prefix of ``tokens`` (at a clean cut) and drop the rest of the cache."""
-        book = self.book
-        n = 0
-        limit = min(len(book.tokens), len(tokens) - 1)  # the last prompt token is always decoded for its logits
-        while n < limit and book.tokens[n] == tokens[n]:
-            n += 1
-        n = book.safe_prefix(n)
-        needed = len(tokens) - n + 1
-        if needed > self.ctx.n_ctx - n:
-            raise ContextOverflowError(
-                f"the prompt has {len(tokens)} tokens but the context holds {self.ctx.n_ctx} "
-                f"(one more is needed to answer); shorten it or raise n_ctx")
-        book.rollback(n)
-        return n
-
     # -- chat -----------------------------------------------------------------
     def session(self, system: str | None = None, history: Iterable[Mapping | Message] = ()) -> "ChatSession":
         return ChatSession(self, system, history)
 
     def check_cache(self) -> list[str]:
-        """Differences between the engine's record of the KV cache and llama.cpp's (empty when clean)."""
-        return self.book.problems()
+        """Differences between the engine's record of the KV cache and llama.cpp's, and sequence ids that no
+        request or cached line holds (empty when clean)."""
+        return self.scheduler.call(self._problems)
+
+    def _problems(self) -> list[str]:
+        out = self.cache.problems()
+        owned = set(self.scheduler._cached)
+        for slot in self.scheduler._active:
+            owned |= {slot.lane.home, *slot.lane._forks, *slot.lane._drafts}
+        leaked = sorted(set(self.cache.lines) - owned)
+        if leaked:
+            out.append(f"sequence ids {leaked} are held by no request and no cached line")
+        return out
+
+    def cached_tokens(self) -> list[list[int]]:
+        """The token streams kept in the KV cache for reuse, most recently used first."""
+        return self.scheduler.cached_lines()
+
+    def clear_cache(self) -> None:
+        """Forget every cached conversation (running requests keep theirs)."""
+        self.scheduler.clear_cached()
 
     def close(self) -> None:
+        if self.ctx._ptr is None:
+            return
+        self.scheduler.close()
         self.ctx.close()
         self.model.close()
 
@@ -310,19 +318,40 @@ class Engine:
     def score(self, prefix_tokens: Sequence[int], continuation_tokens: Sequence[int], *,
               keep_prefix: bool = True) -> list[float]:
         """Log-probability of each continuation token after the prefix (natural log). The continuation is
-        not kept in the cache; the prefix is, unless ``keep_prefix=False``: then the cache goes back to the
-        part of the prefix it already held, and scoring several texts after one prefix decodes that prefix
-        the same way each time, so equal texts get equal scores (the numerics of quantized kernels depend
-        on how many tokens a decode call holds)."""
+        not kept in the cache; the prefix is, unless ``keep_prefix=False``: then the cache keeps only what
+        it held before, and scoring several texts after one prefix decodes that prefix the same way each
+        time, so equal texts get equal scores (the numerics of quantized kernels depend on how many tokens
+        a decode call holds)."""
         from .decoding.score import score_after
 
-        prefix = list(prefix_tokens)
+        prefix, cont = list(prefix_tokens), list(continuation_tokens)
         if not prefix:
             raise ValueError("score needs a non-empty prefix")
-        with self._lock:
-            n = self._reuse_prefix(prefix)
-            return score_after(self.ctx, self.book, self.aspd, prefix[n:], continuation_tokens,
-                               keep_prefix=keep_prefix)
+        if len(prefix) + len(cont) > self.ctx.n_ctx:
+            raise ContextOverflowError(f"scoring needs {len(prefix) + len(cont)} tokens of context but the "
+                                       f"context holds {self.ctx.n_ctx}; raise n_ctx")
+
+        def run(lane, reused, cancelled):
+            return (yield from score_after(lane, self.aspd, prefix[reused:], cont, self.config.prefill_chunk))
+
+        job = Job(prefix, len(cont) + 1, run, "all" if keep_prefix else "none")
+        return self.scheduler.submit(job).result()
+
+
+_MAX_SEQ = 256  # llama.cpp's LLAMA_MAX_SEQ
+
+
+def _counted(steps, stats) -> Iterator:
+    """Pass a step function through, counting its decodes as the prompt's."""
+    result = None
+    try:
+        while True:
+            item = steps.send(result)
+            result = yield item
+            if item is STEP:
+                stats.prompt_decode_calls += 1
+    except StopIteration as stop:
+        return stop.value
 
 
 def _is_token_list(x) -> bool:
@@ -341,7 +370,8 @@ class ChatSession:
         self.messages.extend(Message.of(m) for m in history)
         self._tokens: list[int] = []
 
-    def stream(self, text: str, **kw) -> Iterator[Event]:
+    def submit(self, text: str, params: GenerationParams | None = None, **kw) -> Request:
+        """Queue the next turn; the conversation takes the answer when it completes."""
         msgs = self.messages + [Message("user", text)]
         tokens = self.engine.chat_format.prompt_tokens(msgs)
 
@@ -349,18 +379,13 @@ class ChatSession:
             self.messages = msgs + [Message("assistant", result.text, list(result.tokens))]
             self._tokens = tokens + list(result.tokens)
 
-        e = self.engine
-        return e._run(tokens, mode=kw.pop("mode", Mode.PARALLEL), max_tokens=kw.pop("max_tokens", 512),
-                      sampling=kw.pop("sampling", None), caps=kw.pop("caps", None),
-                      processors=kw.pop("processors", ()), record_margins=kw.pop("record_margins", False),
-                      keep=True, speculate=kw.pop("speculate", None), sampling_kw=kw, on_commit=commit)
+        return self.engine._submit(tokens, GenerationParams.of(params, **kw), on_commit=commit)
 
-    def send(self, text: str, **kw) -> Result:
-        result = None
-        for ev in self.stream(text, **kw):
-            if isinstance(ev, Done):
-                result = ev.result
-        return result
+    def stream(self, text: str, params: GenerationParams | None = None, **kw) -> Iterator[Event]:
+        return iter(self.submit(text, params, **kw))
+
+    def send(self, text: str, params: GenerationParams | None = None, **kw) -> Result:
+        return self.submit(text, params, **kw).result()
 
     def tokens(self) -> list[int]:
         """The conversation's token stream after the last completed turn (what the KV cache holds)."""

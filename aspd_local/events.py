@@ -1,5 +1,5 @@
-"""Typed events streamed by the engine, in order: serial deltas, block start, branch deltas,
-branch end, block end, done (spec section 6)."""
+"""Typed events streamed by the engine, in order: queued (only while the request waits for a slot),
+serial deltas, block start, branch deltas, branch end, block end, done (spec section 6)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ class BranchEnd:
     block: int
     branch: int
     text: str  # the branch's whole content
-    reason: str  # "closed", "eos", "cap" (token cap), "context"
+    reason: str  # "closed", "eos", "cap" (token cap), "context", "stop" (a stop string)
 
 
 @dataclass
@@ -112,7 +112,7 @@ class Result:
 
     text: str
     tokens: list[int]  # the answer's token stream, control tokens included (what the KV cache holds)
-    finish_reason: str  # "stop", "length", "context", "cancelled"
+    finish_reason: str  # "stop" (end of answer or a stop string), "length", "context", "cancelled"
     mode: str
     blocks: list[BlockInfo]
     stats: Stats
@@ -124,4 +124,11 @@ class Done:
     result: Result
 
 
-Event = SerialDelta | BlockStart | BranchDelta | BranchEnd | BlockEnd | Done
+@dataclass
+class Queued:
+    """The request waits for a free slot; ``position`` requests are ahead of it (0: it is next)."""
+
+    position: int
+
+
+Event = Queued | SerialDelta | BlockStart | BranchDelta | BranchEnd | BlockEnd | Done

@@ -16,7 +16,7 @@ import statistics
 import sys
 
 from aspd_local import Engine
-from aspd_local.decoding.costcurve import measure_cost_curve, predicted_ms
+from aspd_local.decoding.costcurve import DEFAULT_SIZES, predicted_ms
 from aspd_local.bench.runner import machine_info
 from aspd_local.bench.script import FREE, Script, block_script
 from aspd_local.models import default_model_path
@@ -40,7 +40,7 @@ def main() -> int:
     args = ap.parse_args()
     path = args.model or str(default_model_path())
     e = Engine(path, aspd_tokens=UNUSED, max_branches=16, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers)
-    curve = measure_cost_curve(e.ctx, e.book)
+    curve = e.measure_cost_curve(DEFAULT_SIZES)
     print("cost curve ms/decode: " + ", ".join(f"B={b}: {c:.2f}" for b, c in curve.items()), file=sys.stderr)
     rows = []
     for name, (titles, lens) in STRUCTURES.items():

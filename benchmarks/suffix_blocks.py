@@ -20,7 +20,7 @@ import sys
 from aspd_local import Engine
 from aspd_local.bench.runner import machine_info
 from aspd_local.bench.script import Script, block_script
-from aspd_local.decoding.costcurve import DRAFT_SIZES, measure_cost_curve
+from aspd_local.decoding.costcurve import DRAFT_SIZES
 from aspd_local.models import default_model_path
 
 UNUSED = "<unused0>,<unused1>,<unused2>,<unused3>,<unused4>,<unused5>"
@@ -48,7 +48,7 @@ def main() -> int:
     path = args.model or str(default_model_path())
     e = Engine(path, aspd_tokens=UNUSED, max_branches=16, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
                suffix_cache=False)
-    curve = measure_cost_curve(e.ctx, e.book, DRAFT_SIZES)
+    curve = e.measure_cost_curve(DRAFT_SIZES)
     e.use_cost_curve(curve)
     print("cost curve ms/decode: " + ", ".join(f"B={b}: {c:.2f}" for b, c in curve.items()), file=sys.stderr)
     rows = []

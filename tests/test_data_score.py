@@ -38,7 +38,7 @@ def test_score_matches_plain_decode_and_leaves_the_cache_clean(f16_engine):
     # greedy tokens: each is the most likely one, so its log-probability is at least that of a uniform guess
     assert np.all(got > -np.log(e.model.n_vocab))
     assert e.check_cache() == []
-    assert e.book.tokens == prompt  # the prefix stays cached, the continuation does not
+    assert e.cached_tokens()[0] == prompt  # the prefix stays cached, the continuation does not
     # scoring again (prefix reused from the cache) gives the same numbers
     again = np.array(e.score(prompt, answer))
     assert np.max(np.abs(again - got)) < TOL

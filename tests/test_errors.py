@@ -46,10 +46,10 @@ def test_prompt_longer_than_context(f16_path):
     e = make_engine(f16_path, n_ctx=256)
     try:
         e.generate("Hello.", max_tokens=4)
-        before = list(e.book.tokens)
+        before = e.cached_tokens()
         with pytest.raises(ContextOverflowError, match="context holds 256"):
             e.generate("word " * 400)
-        assert e.book.tokens == before and e.check_cache() == []
+        assert e.cached_tokens() == before and e.check_cache() == []
         assert e.generate("Hello.", max_tokens=4).finish_reason in ("stop", "length")
     finally:
         e.close()

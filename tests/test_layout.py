@@ -81,16 +81,12 @@ def test_render_of_an_unfinished_branch_drops_its_prefix():
 
 
 def test_safe_prefix_never_cuts_a_block():
-    from aspd_local.kv import KvBook
+    from aspd_local.kv import safe_prefix
 
-    class _Ctx:
-        n_ctx, n_seq_max = 100, 4
-
-    book = KvBook(_Ctx())
     toks = [100, TO, 50, TC, PO, BO, 60, 61, BC, BO, 70, BC, PC, 101]
-    book.commit_many(toks, layout_of(toks, A).positions)
-    assert book.safe_prefix(4) == 4  # serial: any cut is clean
-    assert book.safe_prefix(5) == 5  # right after <|para|>
-    assert book.safe_prefix(7) == 5  # inside branch 0: back to the block start
-    assert book.safe_prefix(11) == 5  # inside branch 1
-    assert book.safe_prefix(13) == 13  # after <|/para|>
+    pos = layout_of(toks, A).positions
+    assert safe_prefix(pos, 4) == 4  # serial: any cut is clean
+    assert safe_prefix(pos, 5) == 5  # right after <|para|>
+    assert safe_prefix(pos, 7) == 5  # inside branch 0: back to the block start
+    assert safe_prefix(pos, 11) == 5  # inside branch 1
+    assert safe_prefix(pos, 13) == 13  # after <|/para|>

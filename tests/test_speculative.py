@@ -47,26 +47,30 @@ class Cells:
         sizes = []
         for text in ("One two three.", "One two three four five six seven eight nine ten eleven."):
             toks = engine.prompt_tokens(text)
+            engine.clear_cache()
             engine.generate(toks, max_tokens=1, speculate="none", keep=False)
-            assert engine.book.tokens == toks
-            sizes.append((len(toks), self.size(0)))
+            assert engine.cached_tokens() == [toks]
+            sizes.append((len(toks), self.size(self.seq_of(toks))))
         (n1, s1), (n2, s2) = sizes
         self.per_cell = (s2 - s1) / (n2 - n1)
         self.header = s1 - n1 * self.per_cell
         assert self.per_cell > 0 and self.per_cell == int(self.per_cell)
-        self.empty = self.size(engine.ctx.n_seq_max - 1)
+        self.empty = self.size(max(set(range(engine.ctx.n_seq_max)) - set(engine.cache.lines)))
+
+    def seq_of(self, tokens) -> int:
+        return next(s for s, line in self.e.cache.lines.items() if line.tokens == tokens)
 
     def size(self, seq: int) -> int:
         return llama_cpp.llama_state_seq_get_size(self.e.ctx.ptr, seq)
 
     def check(self) -> None:
-        """Sequence 0 holds exactly the book's tokens; every other sequence id holds nothing."""
+        """Each cached line's sequence holds exactly its tokens; every other sequence id holds nothing."""
         e = self.e
         assert e.check_cache() == []
-        assert e.book.open_drafts == 0 and e.book.draft_cells == 0
-        assert self.size(0) == self.header + self.per_cell * len(e.book.tokens)
-        for s in range(1, e.ctx.n_seq_max):
-            assert self.size(s) == self.empty, f"sequence {s} still holds cells"
+        lines = e.cache.lines
+        for s in range(e.ctx.n_seq_max):
+            want = self.header + self.per_cell * len(lines[s].tokens) if s in lines else self.empty
+            assert self.size(s) == want, f"sequence {s} holds other cells than its tokens"
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +127,12 @@ def test_branching_drafts_keep_the_accepted_path(spec_engine, cells):
         seqs += [t[:i] + rng.integers(1000, 5000, size=6).tolist()] * (3 * 2 ** n)
     old = e.set_global_index(TokenIndex.from_sequences(seqs))
     try:
-        e.book.rollback(len(toks))
+        e.clear_cache()
         spec = e.generate(toks, mode="ar", max_tokens=40, repeat_penalty=1.3, speculate="suffix")
     finally:
         e.set_global_index(old)
     cells.check()
-    assert spec.tokens == plain.tokens and e.book.tokens == toks + t
+    assert spec.tokens == plain.tokens and e.cached_tokens()[0] == toks + t
     s = spec.stats
     assert s.accepted_draft_tokens > 20 and s.draft_tokens > s.accepted_draft_tokens
     got = _next_logits(e, toks + t + probe)
@@ -206,13 +210,13 @@ def test_kept_answer_is_exactly_the_committed_tokens(spec_engine, cells):
     toks = e.prompt_tokens(PROMPTS[0][0])
     r = e.generate(toks, mode="ar", max_tokens=40, speculate="suffix")
     assert r.stats.accepted_draft_tokens > 0
-    assert e.book.tokens == toks + r.tokens
+    assert e.cached_tokens()[0] == toks + r.tokens
     cells.check()
     # the next request reuses that cache and still matches plain decoding
     follow = e.generate(toks + r.tokens + e.tokenize("\nAgain:\n"), chat=False, mode="ar", max_tokens=24,
                         speculate="suffix", keep=False)
     cells.check()
-    e.book.rollback(0)
+    e.clear_cache()
     ref = e.generate(toks + r.tokens + e.tokenize("\nAgain:\n"), chat=False, mode="ar", max_tokens=24,
                      speculate="none", keep=False)
     assert follow.tokens == ref.tokens
@@ -221,25 +225,28 @@ def test_kept_answer_is_exactly_the_committed_tokens(spec_engine, cells):
 @pytest.mark.parametrize("where", ["serial", "branch"])
 def test_cancel_mid_speculation_leaves_a_clean_cache(spec_engine, cells, where):
     e = spec_engine
-    before = list(e.book.tokens)
+    handle = None
+    caught = []
+
+    def cancel_while_a_draft_is_open(info, logits):  # runs on the scheduler's thread, while verifying
+        if len(info.tokens) > 4 and any(s.lane.open_drafts for s in e.scheduler._active) and not caught:
+            caught.append(info.branch)
+            handle.cancel()
+
     if where == "serial":
-        stream = e.stream(PROMPTS[0][0], mode="ar", max_tokens=64, speculate="suffix")
-        wanted = SerialDelta
+        prompt = PROMPTS[0][0]
+        handle = e.submit(prompt, mode="ar", max_tokens=64, speculate="suffix",
+                          processors=[cancel_while_a_draft_is_open])
     else:
+        prompt = BLOCK_PROMPT
         serial, branches = block_script(e, ["Greek", "Numbers", "Colours"], [24, 24, 24], lead="")
-        stream = e.stream(BLOCK_PROMPT, mode="parallel", max_tokens=400, speculate="suffix",
-                          processors=[Script(serial + [e.model.eos], branches)])
-        wanted = BranchDelta
-    caught = False
-    for ev in stream:
-        assert not isinstance(ev, Done)
-        if isinstance(ev, wanted) and e.book.open_drafts > 0:
-            caught = True  # a draft is decoded but not yet verified: stop right here
-            break
-    stream.close()
+        handle = e.submit(prompt, mode="parallel", max_tokens=400, speculate="suffix",
+                          processors=[Script(serial + [e.model.eos], branches), cancel_while_a_draft_is_open])
+    r = handle.result()
     assert caught, "never saw an open draft"
+    assert r.finish_reason == "cancelled" and (caught[0] is None) == (where == "serial")
     cells.check()
-    assert e.book.tokens == before[: len(e.book.tokens)]  # the cancelled request left nothing behind
+    assert e.cached_tokens()[0] == e.prompt_tokens(prompt)  # the cancelled answer left nothing behind
     # the engine goes on as if nothing happened
     plain = _gen(e, PROMPTS[1][0], "none", mode="ar", max_tokens=16)
     spec = _gen(e, PROMPTS[1][0], "suffix", mode="ar", max_tokens=16)

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ..decoding.costcurve import DEFAULT_SIZES, DRAFT_SIZES, measure_cost_curve, plausible, predicted_ms
+from ..decoding.costcurve import DEFAULT_SIZES, DRAFT_SIZES, plausible, predicted_ms
 from ..decoding.hybrid import Mode
 from ..engine import Engine
 from ..suffix.index import TokenIndex
@@ -148,7 +148,7 @@ def run_bench(engine: Engine, prompts: list[dict], modes: list[str], max_tokens:
     speculating = any(s.speculate == "suffix" for s in specs)
     log("measuring the cost curve ...")
     for attempt in range(3):  # a burst of load from elsewhere can spoil a measurement: measure again
-        curve = measure_cost_curve(engine.ctx, engine.book, DRAFT_SIZES if speculating else DEFAULT_SIZES)
+        curve = engine.measure_cost_curve(DRAFT_SIZES if speculating else DEFAULT_SIZES)
         if plausible(curve):
             break
         log("the cost curve looks disturbed by other load; measuring again ...")

@@ -14,6 +14,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-gpu-layers", type=int, default=-1,
                    help="layers to offload to the GPU; -1 = all when llama.cpp has a GPU backend (default)")
     p.add_argument("--max-branches", type=int, default=8, help="most branches per parallel block (default 8)")
+    p.add_argument("--parallel", type=_positive, default=4, metavar="N",
+                   help="requests decoded together, each in a slot; more wait in the queue (default 4)")
+    p.add_argument("--queue", type=_non_negative, default=64, metavar="N",
+                   help="requests that may wait for a slot; beyond that the server answers 503 (default 64)")
     p.add_argument("--aspd-tokens", default=None,
                    help="map the six ASPD control tokens onto existing tokens, comma-separated in the order "
                         "title_open,title_close,para_open,para_close,branch_open,branch_close "
@@ -63,7 +67,28 @@ def open_engine(args, progress=None):
     path = args.model or str(default_model_path(progress))
     return Engine(path, n_ctx=args.n_ctx, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
                   max_branches=args.max_branches, verbose=args.verbose, aspd_tokens=args.aspd_tokens,
-                  speculate=args.speculate, **suffix_kwargs(args))
+                  speculate=args.speculate, n_slots=args.parallel, max_queue=args.queue, **suffix_kwargs(args))
+
+
+def _positive(text: str) -> int:
+    v = _int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return v
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
 def suffix_kwargs(args) -> dict:

@@ -7,28 +7,27 @@ import json
 import os
 import time
 
-from ..kv import KvBook
+from ..kv import KvCache
 from ..llama.context import Context
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16)
 DRAFT_SIZES = (1, 2, 4, 8, 16, 32)  # speculation verifies up to 32 draft nodes with a root
 
 
-def measure_cost_curve(ctx: Context, book: KvBook, sizes=DEFAULT_SIZES, repeats: int = 7,
+def measure_cost_curve(ctx: Context, cache: KvCache, sizes=DEFAULT_SIZES, repeats: int = 7,
                        prefix_len: int = 64) -> dict[int, float]:
     """Fastest of ``repeats`` decode calls, in ms, for each batch size, after a ``prefix_len``-token
     prefix. The sizes take turns (one call of each per round), so a burst of load from elsewhere hits
-    all of them alike instead of one. Leaves the cache empty."""
-    book.rollback(0)
+    all of them alike instead of one. Uses sequence ids of its own and leaves the cache as it found it
+    (call it between two steps, on the scheduler's thread)."""
     filler = ctx.model.tokenize("The quick brown fox jumps over the lazy dog. " * 16)[:prefix_len]
-    ctx.batch.clear()
-    for i, t in enumerate(filler):
-        ctx.batch.add(t, i, 0, False)
-    ctx.decode()
-    book.commit_many(filler, range(len(filler)))
-    seqs = [0] + [book.fork() for _ in range(min(max(sizes), book.free_seq_count + 1) - 1)]
+    seqs = [cache.alloc() for _ in range(min(max(sizes), cache.free_seq_count))]
     times: dict[int, list[float]] = {b: [] for b in sizes}
     try:
+        ctx.batch.clear()
+        for i, t in enumerate(filler):
+            ctx.batch.add(t, i, seqs, False)
+        ctx.decode()
         for r in range(repeats + 1):
             for b in sizes:
                 use = seqs[:min(b, len(seqs))]
@@ -43,9 +42,8 @@ def measure_cost_curve(ctx: Context, book: KvBook, sizes=DEFAULT_SIZES, repeats:
                 for s in use:
                     ctx.seq_rm(s, len(filler), -1)
     finally:
-        for s in seqs[1:]:
-            book.drop(s)
-        book.rollback(0)
+        for s in seqs:
+            cache.release(s)  # its cells were never in the mirror: releasing removes them from llama.cpp
     # the fastest call: other load on the machine only ever adds time
     return monotone({b: 1000 * min(ts) for b, ts in times.items()})
 
@@ -83,7 +81,7 @@ def plausible(curve: dict[int, float], slack: float = 1.25) -> bool:
     return bool(one) and all(c <= slack * b * one for b, c in curve.items())
 
 
-def cached_cost_curve(ctx: Context, book: KvBook, cache_file: str) -> dict[int, float]:
+def cached_cost_curve(ctx: Context, cache: KvCache, cache_file: str) -> dict[int, float]:
     """The cost curve for this model and thread count, measured once and kept in ``cache_file``
     (a damaged file is measured again)."""
     try:
@@ -94,7 +92,7 @@ def cached_cost_curve(ctx: Context, book: KvBook, cache_file: str) -> dict[int, 
     except (OSError, ValueError, AttributeError, TypeError):
         pass
     for _ in range(3):
-        curve = measure_cost_curve(ctx, book, DRAFT_SIZES)
+        curve = measure_cost_curve(ctx, cache, DRAFT_SIZES)
         if plausible(curve):
             break
     else:

@@ -1,67 +1,65 @@
-"""Decoding a known token stream into the KV cache: prompts, and histories that hold ASPD blocks.
+"""Decoding a known token stream into a lane's home sequence: prompts, and histories that hold ASPD blocks.
 
-A history with blocks is laid out exactly as the engine produced it (spec section 3): branches
-get their own sequence ids and positions P + 1 + j, then are joined into sequence 0.
+A history with blocks is laid out exactly as the engine produced it (spec section 3): branches get
+sequence ids of their own and positions P + 1 + j, then are joined into the home sequence. Prompts are
+decoded in chunks of at most ``chunk`` tokens a step, so a long prompt does not stall other requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ..aspd.layout import layout_of
 from ..aspd.tokens import AspdTokens
 from ..errors import ContextOverflowError
-from ..kv import KvBook
-from ..llama.context import Context
+from ..kv import Lane
+from .hybrid import Step, decode
 
 
-def _decode_rows(ctx: Context, book: KvBook, rows: list[tuple[int, int, int]], want_last: bool) -> int:
-    """Decode (token, pos, seq) rows in chunks of the batch size; returns the batch row of the last token's logits."""
-    cap = ctx.batch.capacity
+def decode_rows(lane: Lane, rows: list[tuple[int, int, int]], want_last: bool, chunk: int) -> Iterator[Step]:
+    """Decode (token, pos, seq) rows, ``chunk`` a step; returns the row (in the lane's part) of the last
+    token's logits."""
     last_row = -1
-    for start in range(0, len(rows), cap):
-        chunk = rows[start:start + cap]
-        ctx.batch.clear()
-        for i, (t, p, s) in enumerate(chunk):
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        for i, (t, p, s) in enumerate(part):
             last = want_last and start + i == len(rows) - 1
-            r = ctx.batch.add(t, p, s, last)
+            r = lane.part.add(t, p, s, last)
             if last:
                 last_row = r
-        ctx.decode()
-        for t, p, s in chunk:
-            book.extend(s, [t], [p])
+        yield from decode(lane)
     return last_row
 
 
-def prefill(ctx: Context, book: KvBook, tokens: Sequence[int], aspd: AspdTokens | None) -> int:
-    """Append ``tokens`` to sequence 0 after what the book holds; return the logits row of the last token.
+def prefill(lane: Lane, tokens: Sequence[int], aspd: AspdTokens | None, chunk: int = 512) -> Iterator[Step]:
+    """Append ``tokens`` to the home sequence after what it holds; returns the logits row of the last token.
 
     Raises ContextOverflowError, with nothing decoded, when they do not fit.
     """
     if not tokens:
         raise ValueError("nothing to prefill")
-    if len(tokens) + 1 > book.free_cells:
+    if len(tokens) + 1 > lane.free_cells:
         raise ContextOverflowError(
-            f"the prompt needs {len(tokens) + book.n_cells} tokens of context but the context holds {ctx.n_ctx}; "
-            f"shorten it or raise n_ctx"
-        )
-    lay = layout_of(tokens, aspd, start=book.next_pos)
+            f"the prompt needs {len(tokens) + len(lane.tokens) + 1} tokens of context but only "
+            f"{lane.free_cells + len(lane.tokens)} are free; shorten it or raise n_ctx")
+    home = lane.home
+    lay = layout_of(tokens, aspd, start=lane.next_pos)
     if not lay.blocks:
-        return _decode_rows(ctx, book, [(t, p, 0) for t, p in zip(tokens, lay.positions)], True)
-    # Walk the stream: serial runs go to sequence 0; each block forks, decodes its branches, joins.
+        return (yield from decode_rows(lane, [(t, p, home) for t, p in zip(tokens, lay.positions)], True, chunk))
+    # Walk the stream: serial runs go to the home sequence; each block forks, decodes its branches, joins.
     row = -1
     i = 0
     n = len(tokens)
     for para_i, spans in lay.blocks:
-        serial = [(tokens[j], lay.positions[j], 0) for j in range(i, para_i + 1)]
+        serial = [(tokens[j], lay.positions[j], home) for j in range(i, para_i + 1)]
         if serial:
-            row = _decode_rows(ctx, book, serial, para_i + 1 == n)
-        seqs = [0] + [book.fork() for _ in spans[1:]]
+            row = yield from decode_rows(lane, serial, para_i + 1 == n, chunk)
+        seqs = [home] + [lane.fork() for _ in spans[1:]]
         rows = [(tokens[j], lay.positions[j], seqs[k]) for k, (a, b) in enumerate(spans) for j in range(a, b)]
         if rows:
-            row = _decode_rows(ctx, book, rows, spans[-1][1] == n)
-        book.join(seqs)
+            row = yield from decode_rows(lane, rows, spans[-1][1] == n, chunk)
+        lane.join(seqs)
         i = spans[-1][1] if spans else para_i + 1
     if i < n:
-        row = _decode_rows(ctx, book, [(tokens[j], lay.positions[j], 0) for j in range(i, n)], True)
+        row = yield from decode_rows(lane, [(tokens[j], lay.positions[j], home) for j in range(i, n)], True, chunk)
     return row

@@ -1,21 +1,20 @@
 """Scoring: the log-probability of each token of a known continuation after a prefix.
 
-The prefix is decoded into sequence 0 after what the KV cache already holds (ASPD blocks in it get
-their layout, as in any prompt); the continuation is decoded serially with logits on every row.
-Afterwards the continuation is removed from the cache again (the prefix stays cached, so scoring
-several continuations of one prefix decodes it once).
+The prefix is decoded into a request's home sequence after what it already holds (ASPD blocks in it
+get their layout, as in any prompt); the continuation is decoded serially with logits on every row.
+Afterwards the continuation is removed again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from ..aspd.tokens import AspdTokens
 from ..errors import ContextOverflowError
-from ..kv import KvBook
-from ..llama.context import Context
+from ..kv import Lane
+from .hybrid import Step, decode
 from .prefill import prefill
 
 
@@ -26,10 +25,10 @@ def log_softmax_at(logits: np.ndarray, token: int) -> float:
     return float(x[token] - (m + np.log(np.exp(x - m).sum())))
 
 
-def score_after(ctx: Context, book: KvBook, aspd: AspdTokens | None, prefix: Sequence[int],
-                continuation: Sequence[int], keep_prefix: bool = True) -> list[float]:
-    """Per-token log-probabilities of ``continuation`` after the cached tokens plus ``prefix``.
-    Afterwards the cache holds the prefix too, or (``keep_prefix=False``) only what it held before.
+def score_after(lane: Lane, aspd: AspdTokens | None, prefix: Sequence[int], continuation: Sequence[int],
+                chunk: int = 512) -> Iterator[Step]:
+    """Per-token log-probabilities of ``continuation`` after the lane's tokens plus ``prefix`` (a step
+    function, like the decoder). Afterwards the lane holds the prefix; the continuation is removed.
 
     ``prefix`` must not be empty (its last token gives the first continuation token's logits).
     The continuation is serial text: ASPD control tokens in it are refused.
@@ -41,32 +40,21 @@ def score_after(ctx: Context, book: KvBook, aspd: AspdTokens | None, prefix: Seq
         raise ValueError("scoring needs at least one prefix token after the cached ones")
     if aspd is not None and set(continuation) & set(aspd.ids):
         raise ValueError("the continuation to score holds ASPD control tokens; score serial text only")
-    if len(prefix) + len(continuation) > book.free_cells:
+    if len(prefix) + len(continuation) > lane.free_cells:
         raise ContextOverflowError(
-            f"scoring needs {book.n_cells + len(prefix) + len(continuation)} tokens of context but the context "
-            f"holds {ctx.n_ctx}; raise n_ctx")
-    start = book.mark()
-    out: list[float] = []
-    try:
-        row = prefill(ctx, book, prefix, aspd)
-        after_prefix = book.mark()
-        try:
-            out.append(log_softmax_at(ctx.logits(row), continuation[0]))
-            todo = continuation[:-1]  # the last token's own logits are not needed
-            cap = ctx.batch.capacity
-            for a in range(0, len(todo), cap):
-                chunk = todo[a:a + cap]
-                pos0 = book.next_pos
-                ctx.batch.clear()
-                for i, t in enumerate(chunk):
-                    ctx.batch.add(t, pos0 + i, 0, True)
-                ctx.decode()
-                book.commit_many(chunk, range(pos0, pos0 + len(chunk)))
-                for i in range(len(chunk)):
-                    out.append(log_softmax_at(ctx.logits(i), continuation[a + i + 1]))
-        finally:
-            book.rollback(after_prefix if keep_prefix else start)
-    except BaseException:
-        book.rollback(start)
-        raise
+            f"scoring needs {len(lane.tokens) + len(prefix) + len(continuation)} tokens of context but only "
+            f"{len(lane.tokens) + lane.free_cells} are free; raise n_ctx")
+    row = yield from prefill(lane, prefix, aspd, chunk)
+    after_prefix = lane.mark()
+    out: list[float] = [log_softmax_at(lane.logits(row), continuation[0])]
+    todo = continuation[:-1]  # the last token's own logits are not needed
+    for a in range(0, len(todo), chunk):
+        part = todo[a:a + chunk]
+        pos0 = lane.next_pos
+        for i, t in enumerate(part):
+            lane.part.add(t, pos0 + i, lane.home, True)
+        yield from decode(lane)
+        for i in range(len(part)):
+            out.append(log_softmax_at(lane.logits(i), continuation[a + i + 1]))
+    lane.rollback(after_prefix)
     return out

@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
-from ..kv import KvBook
-from ..llama.context import Context
+from ..kv import Lane
 from ..suffix.acceptance import FIRST_AFTER_HIT, FIRST_AFTER_MISS, FIRST_NONE, AcceptanceModel, Shadow
 from ..suffix.index import TokenIndex
 from ..suffix.proposer import DraftTree
@@ -33,24 +32,18 @@ class PendingDraft:
     base: int  # position of the root
 
 
-def add_root_and_draft(ctx: Context, book: KvBook, root: int, base: int, seq: int, tree: DraftTree) -> PendingDraft:
-    """Add the root token (in ``seq``) and its draft tree to the batch (the caller clears and decodes it)."""
+def add_root_and_draft(lane: Lane, root: int, base: int, seq: int, tree: DraftTree) -> PendingDraft:
+    """Add the root token (in ``seq``) and its draft tree to the lane's part of the next decode."""
     leaves = tree.leaves()
-    seqs = book.open_draft(len(leaves), seq)
+    seqs = lane.open_draft(len(leaves), seq)
     node_seqs: list[list[int]] = [[] for _ in range(len(tree))]
     for s, leaf in zip(seqs, leaves):
         for node in tree.path(leaf):
             node_seqs[node].append(s)
-    root_row = ctx.batch.add(root, base, [seq, *seqs], True)
-    rows = [ctx.batch.add(tree.tokens[i], base + tree.depths[i], node_seqs[i], True) for i in range(len(tree))]
-    book.draft_cells += len(tree)
+    part = lane.part
+    root_row = part.add(root, base, [seq, *seqs], True)
+    rows = [part.add(tree.tokens[i], base + tree.depths[i], node_seqs[i], True) for i in range(len(tree))]
     return PendingDraft(tree, seqs, node_seqs, root_row, rows, base)
-
-
-def add_draft_batch(ctx: Context, book: KvBook, root: int, base: int, tree: DraftTree) -> PendingDraft:
-    """A batch of just the root (in sequence 0) and its draft tree."""
-    ctx.batch.clear()
-    return add_root_and_draft(ctx, book, root, base, 0, tree)
 
 
 def accept_walk(tree: DraftTree, root_row: int, rows: list[int], draw: Callable[[int], int],
@@ -76,12 +69,10 @@ def accept_walk(tree: DraftTree, root_row: int, rows: list[int], draw: Callable[
         node, row = child, rows[child]
 
 
-def settle(book: KvBook, d: PendingDraft, accepted: list[int]) -> None:
+def settle(lane: Lane, d: PendingDraft, accepted: list[int]) -> None:
     """Keep the accepted path's cells in the root's sequence, free the rest."""
     keep = d.node_seqs[accepted[-1]][0] if accepted else None
-    tokens = [d.tree.tokens[i] for i in accepted]
-    positions = [d.base + d.tree.depths[i] for i in accepted]
-    book.close_draft(d.seqs, keep, tokens, positions)
+    lane.close_draft(d.seqs, keep, [d.base + d.tree.depths[i] for i in accepted])
 
 
 def _leaf_count(tree: DraftTree, nodes: list[int]) -> int:
@@ -157,9 +148,10 @@ class Speculator:
         return self.plan_step([DraftRequest("serial", context, max_nodes, (), new_tokens)], 1, max_nodes, max_paths)[0]
 
     def plan_step(self, requests: list[DraftRequest], base_tokens: int, max_nodes: int,
-                  max_paths: int) -> list[DraftTree | None]:
+                  max_paths: int, other_rows: int = 0) -> list[DraftTree | None]:
         """Drafts for one decode of ``base_tokens`` tokens (the streams' next tokens): at most
-        ``max_nodes`` draft nodes and ``max_paths`` leaf paths in all."""
+        ``max_nodes`` draft nodes and ``max_paths`` leaf paths in all. ``other_rows``: rows other requests
+        put into the same decode; a draft is sized by the marginal cost of its nodes on top of them."""
         out: list[DraftTree | None] = [None] * len(requests)
         trees: list[DraftTree | None] = []
         cands = []  # (-expected, request, node)
@@ -180,10 +172,12 @@ class Speculator:
         if self.budget == "all":
             take = min(len(cands), max_nodes)
         else:
-            take, best_rate, gain = 0, base_tokens / self.cost_ms(base_tokens), float(base_tokens)
+            # tokens out of the whole decode per ms, the other requests' rows counted as one token each
+            base = base_tokens + other_rows
+            take, best_rate, gain = 0, base / self.cost_ms(base), float(base)
             for k, (neg_e, _, _) in enumerate(cands[:max_nodes], 1):
                 gain -= neg_e
-                rate = gain / self.cost_ms(base_tokens + k)
+                rate = gain / self.cost_ms(base + k)
                 if rate > best_rate:
                     take, best_rate = k, rate
         chosen: list[list[int]] = [[] for _ in requests]

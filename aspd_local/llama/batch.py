@@ -61,3 +61,45 @@ class Batch:
             self.free()
         except Exception:
             pass
+
+
+class StepPart:
+    """One request's rows of the next ``llama_decode``: built by the request, placed into the shared batch
+    by the scheduler (rows ``offset`` .. ``offset + n - 1``), then recorded in the KV mirror."""
+
+    __slots__ = ("tokens", "positions", "seqs", "logits", "offset", "failed", "batch_n", "decode_s")
+
+    def __init__(self):
+        self.tokens: list[int] = []
+        self.positions: list[int] = []
+        self.seqs: list[tuple[int, ...]] = []
+        self.logits: list[bool] = []
+        self.offset = 0
+        self.failed = False  # llama.cpp found no room for it (nothing was written)
+        self.batch_n = 0  # rows of the whole decode it was part of (every request's), and that decode's time
+        self.decode_s = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.tokens)
+
+    def clear(self) -> None:
+        self.tokens.clear()
+        self.positions.clear()
+        self.seqs.clear()
+        self.logits.clear()
+        self.failed = False
+
+    def add(self, token: int, pos: int, seq_ids: int | Iterable[int], logits: bool) -> int:
+        """Add a row; returns its index within this part."""
+        self.tokens.append(int(token))
+        self.positions.append(int(pos))
+        self.seqs.append((seq_ids,) if isinstance(seq_ids, int) else tuple(seq_ids))
+        self.logits.append(bool(logits))
+        return len(self.tokens) - 1
+
+    def place(self, batch: "Batch") -> None:
+        """Append this part's rows to ``batch`` and remember where they start."""
+        self.offset = batch.n
+        for t, p, s, lg in zip(self.tokens, self.positions, self.seqs, self.logits):
+            batch.add(t, p, s, lg)

@@ -1,6 +1,8 @@
 """The OpenAI-compatible HTTP app over one engine: ``/v1/chat/completions``, ``/v1/completions``,
-``/v1/models``. Handlers check the request and tokenize the prompt, then hand the job to the worker
-(one generation at a time) and relay what it reports, as one JSON response or as server-sent events."""
+``/v1/models``. Handlers check the request and tokenize the prompt, then submit it to the engine (whose
+scheduler decodes up to ``n_slots`` requests together; more wait in its bounded queue, and a full queue is
+a 503 with Retry-After) and relay its events, as one JSON response or as server-sent events. A client
+that goes away cancels only its own request."""
 
 from __future__ import annotations
 
@@ -16,11 +18,16 @@ from starlette.exceptions import HTTPException
 
 from ..engine import Engine
 from ..errors import AspdLocalError, ChatTemplateError, ContextOverflowError
-from .content import Piece
+from ..events import Done, Queued
+from ..params import GenerationParams
+from ..scheduler import QueueFullError, Request as EngineRequest
+from .content import ContentStream
 from .errors import ApiError, error_body
-from .schemas import Defaults, GenerationRequest, parse_chat, parse_completion, parse_json
+from .schemas import GenerationRequest, parse_chat, parse_completion, parse_json
 from .shape import Shaper, finish_reason, sse, summary, usage
-from .worker import EngineWorker, Failed, Finished, Job
+
+# names a client may give instead of the served model's id (as llama.cpp's server accepts any)
+ALIASES = ("default",)
 
 
 def model_id_of(engine: Engine) -> str:
@@ -29,27 +36,27 @@ def model_id_of(engine: Engine) -> str:
     return name[:-5] if name.endswith(".gguf") else name
 
 
-def create_app(engine: Engine, *, model_id: str | None = None, defaults: Defaults | None = None,
-               processors: Callable[[], list] | None = None) -> FastAPI:
+def create_app(engine: Engine, *, model_id: str | None = None, defaults: GenerationParams | None = None,
+               processors: Callable[[], list] | None = None, retry_after_s: int = 2) -> FastAPI:
     """An app serving ``engine`` (which stays the caller's to close). ``defaults`` fill the fields a
     request leaves out; ``processors`` (a function returning logits processors) apply to every request."""
     mid = model_id or model_id_of(engine)
-    worker = EngineWorker(engine, processors)
+    names = (mid, mid + ".gguf", *ALIASES)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
-        worker.close(timeout=10)
+        engine.cancel()  # the server is stopping: its requests end
 
     app = FastAPI(title="aspd-local", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.engine, app.state.worker, app.state.model_id = engine, worker, mid
-    app.state.defaults = defaults or Defaults()
+    app.state.engine, app.state.model_id = engine, mid
+    app.state.defaults = defaults or GenerationParams()
     model_obj = {"id": mid, "object": "model", "created": int(os.stat(engine.model.path).st_mtime),
                  "owned_by": "aspd-local"}
 
     @app.exception_handler(ApiError)
     async def _api_error(request, e: ApiError):
-        return JSONResponse(e.body(), status_code=e.status)
+        return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request, e: HTTPException):
@@ -58,7 +65,9 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Default
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": mid, "idle": worker.idle}
+        busy = engine.scheduler.busy
+        return {"status": "ok", "model": mid, "idle": busy == 0, "slots": engine.config.n_slots,
+                "waiting": engine.scheduler.n_waiting}
 
     @app.get("/v1/models")
     async def models():
@@ -66,7 +75,7 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Default
 
     @app.get("/v1/models/{name}")
     async def model(name: str):
-        if name not in (mid, mid + ".gguf"):
+        if name not in names:
             raise ApiError(f"the model {name!r} is not served here; this server serves {mid!r}", 404,
                            code="model_not_found", param="model")
         return model_obj
@@ -81,64 +90,97 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Default
 
     async def _complete(request: Request, parse) -> Response:
         req = parse(parse_json(await request.body()), app.state.defaults)
-        if req.model not in (mid, mid + ".gguf"):
+        if req.model not in names:
             raise ApiError(f"the model {req.model!r} is not served here; this server serves {mid!r} "
                            f"(see GET /v1/models)", code="model_not_found", param="model")
         tokens = await run_in_threadpool(_prompt_tokens, engine, req)
-        inbox = Inbox()
-        job = Job(tokens, req.engine_kwargs(), inbox.sink(), req.stop)
-        worker.submit(job)
-        shaper = Shaper(req.kind, mid, req.include_usage)
-        streaming = finished = False
+        params = req.params(app.state.defaults)
+        if processors is not None:
+            params = params.replace(processors=tuple(processors()))
         try:
-            item = await inbox.next(request)  # the request waits here for its turn on the engine
-            if item is not None and not isinstance(item, Failed) and req.stream:
-                streaming = True  # the event stream owns the job from here on
-                return StreamingResponse(_events(item, inbox, job, shaper, len(tokens)),
+            handle = engine.submit(tokens, params)
+        except QueueFullError as e:
+            raise ApiError(f"the server is busy: {e}", 503, code="server_busy", type="server_error",
+                           headers={"Retry-After": str(retry_after_s)}) from None
+        except (ValueError, AspdLocalError) as e:
+            raise api_error(e) from None
+        events = handle.__aiter__()
+        shaper = Shaper(req.kind, mid, req.include_usage)
+        content = ContentStream()  # stop strings are the engine's: its text ends before the first one
+        streaming = False
+        try:
+            # the first item that is not the queue's notice (an error surfaces here as a status code)
+            item = await _next(events, request, skip_queued=True)
+            if item is not None and req.stream:
+                streaming = True  # the event stream owns the request from here on
+                return StreamingResponse(_events(item, events, handle, content, shaper, len(tokens)),
                                          media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-            while item is not None and not isinstance(item, (Finished, Failed)):
-                item = await inbox.next(request)
-            finished = item is not None
+            while item is not None and not isinstance(item, Done):
+                content.feed(item)
+                item = await _next(events, request)
+        except Exception as e:
+            raise api_error(e) from None
         finally:
             if not streaming:
-                inbox.close()
-                if not finished:  # the client went away (or the server is stopping): stop the generation
-                    worker.cancel(job)
-        if isinstance(item, Failed):
-            raise api_error(item.error)
+                handle.cancel()  # a no-op once it finished; else the client went away
+                await events.aclose()
         if item is None:
             return Response(status_code=499)  # nobody is listening any more
-        return JSONResponse(shaper.response(item.content, finish_reason(item.result, item.stopped),
+        content.finish()
+        return JSONResponse(shaper.response(content.text, finish_reason(item.result, False),
                                             usage(len(tokens), item.result), item.result))
 
-    async def _events(item, inbox: Inbox, job: Job, shaper: Shaper, n_prompt: int):
-        done = False
+    async def _events(item, events, handle: EngineRequest, content: ContentStream, shaper: Shaper, n_prompt: int):
         try:
             if shaper.kind == "chat":
                 yield sse(shaper.chunk(first=True))
-            while True:
-                if isinstance(item, Piece):
-                    yield sse(shaper.chunk(item.content, item.aspd))
-                elif isinstance(item, Finished):
-                    yield sse(shaper.chunk(finish=finish_reason(item.result, item.stopped),
+            while item is not None:
+                if isinstance(item, Done):
+                    for piece in content.finish():
+                        yield sse(shaper.chunk(piece.content, piece.aspd))
+                    yield sse(shaper.chunk(finish=finish_reason(item.result, False),
                                            aspd={"type": "done", **summary(item.result)}))
                     if shaper.include_usage:
                         yield sse(shaper.usage_chunk(usage(n_prompt, item.result)))
                     yield sse("[DONE]")
-                    done = True
                     return
-                elif isinstance(item, Failed):
-                    yield sse(api_error(item.error).body())
-                    done = True
+                for piece in content.feed(item):
+                    yield sse(shaper.chunk(piece.content, piece.aspd))
+                try:
+                    item = await anext(events, None)
+                except Exception as e:
+                    yield sse(api_error(e).body())
                     return
-                item = await inbox.next()
-        finally:
-            if not done:  # the client disconnected (or the server is stopping): stop the generation
-                worker.cancel(job)
-            inbox.close()
+        finally:  # done, or the client disconnected (or the server is stopping): stop the generation
+            handle.cancel()
+            await events.aclose()
 
     return app
+
+
+async def _next(events, request: Request, poll_s: float = 0.5, skip_queued: bool = False):
+    """The request's next event; None once it ended without one, or once the client disconnected
+    (checked every ``poll_s``)."""
+    nxt = asyncio.ensure_future(anext(events, None))
+    try:
+        while True:
+            done, _ = await asyncio.wait({nxt}, timeout=poll_s)
+            if done:
+                item = nxt.result()
+                if skip_queued and isinstance(item, Queued):
+                    nxt = asyncio.ensure_future(anext(events, None))
+                    continue
+                return item
+            if await request.is_disconnected():
+                return None
+    finally:
+        if not nxt.done():
+            nxt.cancel()
+            try:
+                await nxt
+            except BaseException:
+                pass
 
 
 def _prompt_tokens(engine: Engine, req: GenerationRequest) -> list[int]:
@@ -165,47 +207,8 @@ def api_error(e: BaseException) -> ApiError:
         return ApiError(str(e), code="context_length_exceeded")
     if isinstance(e, ValueError):  # a sampling setting the engine refused
         return ApiError(str(e))
+    if isinstance(e, QueueFullError):
+        return ApiError(str(e), 503, code="server_busy")
     if isinstance(e, AspdLocalError):
         return ApiError(str(e), 500)
     return ApiError(f"internal error: {type(e).__name__}: {e}", 500)
-
-
-class Inbox:
-    """What the worker thread reports for one request, read from the event loop."""
-
-    def __init__(self):
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self._get: asyncio.Future | None = None
-        self._check_at = 0.0  # when to look for a disconnected client next
-
-    def sink(self) -> Callable[[object], None]:
-        loop, put = self.loop, self.queue.put_nowait
-
-        def send(item) -> None:  # called from the worker thread
-            try:
-                loop.call_soon_threadsafe(put, item)
-            except RuntimeError:  # the event loop is closed: nobody is listening any more
-                pass
-        return send
-
-    async def next(self, request: Request | None = None, poll_s: float = 0.5):
-        """The next item; with ``request``, None once its client has disconnected (checked every ``poll_s``)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if request is not None and loop.time() >= self._check_at:
-                if await request.is_disconnected():
-                    return None
-                self._check_at = loop.time() + poll_s
-            if self._get is None:
-                self._get = asyncio.ensure_future(self.queue.get())
-            timeout = None if request is None else max(0.0, self._check_at - loop.time())
-            done, _ = await asyncio.wait({self._get}, timeout=timeout)
-            if done:
-                fut, self._get = self._get, None
-                return fut.result()
-
-    def close(self) -> None:
-        if self._get is not None:
-            self._get.cancel()
-            self._get = None

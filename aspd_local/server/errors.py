@@ -9,8 +9,9 @@ class ApiError(AspdLocalError):
     """A request the server refuses (or could not serve), with its HTTP status and OpenAI error fields."""
 
     def __init__(self, message: str, status: int = 400, *, code: str | None = None, param: str | None = None,
-                 type: str | None = None):
+                 type: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
+        self.headers = headers
         self.message = message
         self.status = status
         self.code = code

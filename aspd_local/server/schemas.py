@@ -13,24 +13,14 @@ import json
 from dataclasses import dataclass, field
 
 from ..decoding.hybrid import Mode
+from ..params import GenerationParams
 from .errors import ApiError
 
 MAX_STOP = 4
 
 
-@dataclass(frozen=True)
-class Defaults:
-    """What a request gets for the fields it leaves out (the ``serve`` command sets them from its options)."""
-
-    mode: str = "parallel"
-    max_tokens: int = 512
-    temperature: float = 0.0
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    seed: int | None = None
-    speculate: str | None = None  # None: the engine's own default
+# What a request gets for the fields it leaves out (the ``serve`` command sets them from its options).
+Defaults = GenerationParams
 
 
 @dataclass
@@ -49,8 +39,10 @@ class GenerationRequest:
     stream: bool = False
     include_usage: bool = False
 
-    def engine_kwargs(self) -> dict:
-        return dict(mode=self.mode, max_tokens=self.max_tokens, speculate=self.speculate, **self.sampling)
+    def params(self, defaults: GenerationParams) -> GenerationParams:
+        """The engine's parameters: ``defaults`` with what the request set."""
+        return defaults.replace(mode=self.mode, max_tokens=self.max_tokens, speculate=self.speculate,
+                                stop=tuple(self.stop), **self.sampling)
 
 
 def parse_json(raw: bytes) -> dict:

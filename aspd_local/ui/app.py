@@ -12,7 +12,7 @@ import gradio as gr  # noqa: E402
 
 from ..engine import Engine  # noqa: E402
 from ..errors import AspdLocalError
-from ..events import BlockEnd, BlockStart, BranchEnd, Done
+from ..events import BlockEnd, BlockStart, BranchEnd, Done, Queued
 from .host import Conversation, EngineHost, Loader, model_label
 from .panels import branches_html, stats_html
 from .stats import LiveStats
@@ -71,6 +71,11 @@ def build_app(engine: Engine | Loader | EngineHost, models: Sequence[str] = (), 
         last = 0.0
         try:
             for ev in host.stream(session_of(request), conv, text, **kw):
+                if isinstance(ev, Queued):  # every slot is busy with other chats: say so until it starts
+                    ahead = f" ({ev.position} ahead)" if ev.position else ""
+                    chat[-1] = {"role": "assistant", "content": f"*waiting for a free slot{ahead}...*"}
+                    yield chat, gr.skip(), gr.skip(), gr.skip(), gr.skip(), conv
+                    continue
                 view.apply(ev)
                 live.apply(ev)
                 now = time.monotonic()
@@ -136,13 +141,15 @@ def build_app(engine: Engine | Loader | EngineHost, models: Sequence[str] = (), 
 
         outputs = [chatbot, msg, branches, stats, raw, conv]
         inputs = [msg, chatbot, conv, mode, temperature, max_tokens, speculate]
-        q = dict(concurrency_limit=1, concurrency_id=ENGINE_QUEUE)
+        # answers of several tabs run at once, as many as the engine has slots (more wait in its queue)
+        q = dict(concurrency_limit=host.engine.config.n_slots + host.engine.config.max_queue,
+                 concurrency_id=ENGINE_QUEUE)
         sent = [msg.submit(respond, inputs, outputs, show_progress_on=[chatbot], **q),
                 send.click(respond, inputs, outputs, show_progress_on=[chatbot], **q)]
         stop_btn.click(stop, None, None, queue=False)
         new_btn.click(new_chat, None, outputs, queue=False, cancels=sent)
         chatbot.clear(new_chat, None, outputs, queue=False, cancels=sent)
-        model.change(switch, [model], [model, info, chatbot, branches, stats, raw, conv], **q)
+        model.change(switch, [model], [model, info, chatbot, branches, stats, raw, conv], concurrency_limit=1)
 
     demo.queue(default_concurrency_limit=1)
     demo.aspd_host = host  # for callers that want the engine behind the page (tests, the CLI)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..chat import Message
 from ..engine import Engine
 from ..events import Done, Event
+from ..scheduler import Request
 
 log = logging.getLogger("aspd_local")
 
@@ -47,8 +48,7 @@ class EngineHost:
             self.models.insert(0, self.model)
         self.measure_cost = measure_cost
         self.curve = self._curve()
-        self._running: str | None = None  # session of the answer being generated
-        self._stopping = False  # its user asked it to stop
+        self._running: dict[str, Request] = {}  # session -> its answer being generated (tabs answer at once)
         self._state = threading.Lock()
 
     @property
@@ -70,35 +70,38 @@ class EngineHost:
     # -- answers ------------------------------------------------------------
     def stream(self, session: str, conv: Conversation, text: str, **kw) -> Iterator[Event]:
         """The events of one answer in ``conv``; when it completes, ``conv`` holds the new turn.
-        Closing the iterator cancels the answer."""
+        Closing the iterator cancels the answer. Several sessions answer at once (the engine's slots);
+        while this one waits for a slot its first event is ``Queued``."""
         if conv.model != self.model:  # another model's tokens mean nothing here: keep the text only
             conv.messages = [Message(m.role, m.content) for m in conv.messages]
             conv.model = self.model
         chat = self.engine.session(history=conv.messages)
-        stream = chat.stream(text, **kw)
+        handle = chat.submit(text, **kw)
         with self._state:
-            self._running, self._stopping = session, False
+            old = self._running.get(session)
+            self._running[session] = handle
+        if old is not None:
+            old.cancel()
+        stream = iter(handle)
         try:
             for ev in stream:
-                if self._stopping:  # again: a stop that came before the engine took the request is kept
-                    self.engine.cancel()
                 if isinstance(ev, Done) and ev.result.finish_reason != "cancelled":
                     conv.messages = list(chat.messages)
                 yield ev
         finally:
-            stream.close()  # a consumer that went away cancels the request and cleans the cache
+            stream.close()  # a consumer that went away cancels the request; its cells are freed
             with self._state:
-                if self._running == session:
-                    self._running = None
+                if self._running.get(session) is handle:
+                    del self._running[session]
 
     def stop(self, session: str) -> bool:
-        """Stop ``session``'s answer if it is the one being generated (at the engine's next step)."""
+        """Stop ``session``'s answer if one is being generated (at the engine's next step)."""
         with self._state:
-            if self._running is None or self._running != session:
-                return False
-            self._stopping = True
-            self.engine.cancel()
-            return True
+            handle = self._running.get(session)
+        if handle is None:
+            return False
+        handle.cancel()
+        return True
 
     # -- models -------------------------------------------------------------
     def switch(self, model: str) -> None:
