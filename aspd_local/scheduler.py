@@ -188,13 +188,15 @@ class Scheduler:
         with self._cv:
             if self._closed:
                 raise EngineClosedError("the engine is closed")
-            if len(self._waiting) >= self.max_queue:
-                raise QueueFullError(f"{len(self._waiting)} requests are waiting already (the queue holds "
+            # requests ahead of it that will not find a free slot (the scheduler may not have admitted
+            # the latest ones yet)
+            ahead = len(self._waiting) - max(0, self.n_slots - len(self._active))
+            if ahead >= self.max_queue:
+                raise QueueFullError(f"{ahead} requests are waiting already (the queue holds "
                                      f"{self.max_queue}); try again later")
             self._waiting.append(req)
-            position = len(self._waiting) + max(0, len(self._active) - self.n_slots + 1) - 1
-            if len(self._active) >= self.n_slots:
-                req._emit(Queued(position))
+            if ahead >= 0:
+                req._emit(Queued(ahead))
             self._cv.notify()
         return req
 
