@@ -75,7 +75,7 @@ class Request:
 
     def _finish(self, result: Result | None, error: BaseException | None = None) -> None:
         self._result, self._error = result, error
-        if result is not None:
+        if isinstance(result, Result):  # (a scoring job's result is its list of log-probabilities)
             self._emit(Done(result))
         self._done.set()
         self._emit(_END)
@@ -242,7 +242,16 @@ class Scheduler:
         return self.call(lambda: [list(self.cache.lines[s].tokens) for s in reversed(self._cached)])
 
     def clear_cached(self) -> None:
-        self.call(lambda: [self._evict() for _ in range(len(self._cached))])
+        """Forget every cached line; with nothing running, the whole cache is reset (llama.cpp places the
+        next tokens from its first cell again)."""
+
+        def clear():
+            while self._cached:
+                self._evict()
+            if not self._active:
+                self.cache.clear()
+
+        self.call(clear)
 
     def close(self) -> None:
         with self._cv:
@@ -484,7 +493,7 @@ class Scheduler:
 
     def _end(self, s: _Slot, result: Result | None, error: BaseException | None) -> None:
         keep = s.request.job.keep if error is None else "prompt"
-        if result is not None and result.finish_reason == "cancelled":
+        if getattr(result, "finish_reason", None) == "cancelled":
             keep = "prompt"
         try:
             self._keep(s, keep)

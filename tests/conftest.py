@@ -32,6 +32,18 @@ def f16_path(q4_path) -> str:
 
 
 @pytest.fixture(scope="session")
+def aspd_f16_path() -> str:
+    """The default ASPD model (fine-tuned here) in f16, whose answers do not depend on what else shares a
+    decode call (tests that compare answers alone and together)."""
+    from aspd_local.models import default_model_path
+
+    path = cache_dir() / "test" / "aspd-gemma3-270m-f16.gguf"
+    if not path.exists():
+        quantize(str(default_model_path()), str(path), "f16")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def f16_engine(f16_path):
     e = make_engine(f16_path)
     yield e

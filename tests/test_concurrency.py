@@ -159,3 +159,28 @@ def test_params_are_one_dataclass():
         GenerationParams(mode="fast")
     with pytest.raises(TypeError, match="unknown generation option"):
         GenerationParams.of(temprature=1)
+
+
+def test_stop_strings_end_serial_text_and_branches(engine):
+    e = engine
+    free = e.generate(PROMPTS[1], max_tokens=40, mode="ar")
+    cut = free.text[len(free.text) // 3:len(free.text) // 3 + 4]
+    assert cut.strip(), free.text
+    r = e.generate(PROMPTS[1], max_tokens=40, mode="ar", stop=[cut])
+    assert r.text == free.text[:free.text.index(cut)] and r.finish_reason == "stop"
+    assert len(r.tokens) < len(free.tokens)  # decoding stopped there
+    streamed = "".join(ev.text for ev in e.stream(PROMPTS[1], max_tokens=40, mode="ar", stop=[cut])
+                       if hasattr(ev, "text") and not hasattr(ev, "branch"))
+    assert streamed == r.text  # the deltas end right before the stop string too
+    # in a branch: that branch closes at the stop string, the others finish, the answer ends after the block
+    s1, b1 = block_script(e, ["Red", "Green"], [30, 12])
+    s1 += [FREE] * 10 + [e.model.eos]
+    whole = e.generate(PROMPTS[0], max_tokens=200, processors=[Script(s1, b1)])
+    branch0 = whole.blocks[0].texts[0]
+    stop = branch0[len(branch0) // 2:len(branch0) // 2 + 5]
+    assert whole.text.index(stop) >= whole.text.index(branch0), "the stop string must first appear in branch 0"
+    r = e.generate(PROMPTS[0], max_tokens=200, processors=[Script(s1, b1)], stop=[stop])
+    assert r.finish_reason == "stop" and r.blocks[0].texts[0] == branch0[:branch0.index(stop)]
+    assert r.blocks[0].texts[1] == whole.blocks[0].texts[1]
+    assert r.text == whole.text[:whole.text.index(stop)]
+    assert e.check_cache() == []

@@ -13,9 +13,13 @@ def _both(engine, serial, branches, **kw):
     # both runs must find the prompt in the same state: the engine keeps a prompt's KV cells for the next
     # request, and a last prompt token decoded alone rather than inside the prefill batch differs by f16
     # noise (spec section 8) -- harmless under greedy, but a sampled draw near a boundary can flip on it
-    engine.generate(PROMPT, mode="ar", max_tokens=1, keep=False)
+    # -- and so must the KV cache's layout: llama.cpp rounds attention by the order of the cells a sequence
+    # holds in the cache, so a run whose cells landed elsewhere (after other requests) can differ by the
+    # same noise; each run starts from an empty cache
     out = {}
     for mode in ("sequential", "parallel"):
+        engine.clear_cache()
+        engine.generate(PROMPT, mode="ar", max_tokens=1, keep=False)
         r = engine.generate(PROMPT, mode=mode, max_tokens=200, processors=[Script(serial, branches)], keep=False,
                             **kw)
         assert engine.check_cache() == []

@@ -282,3 +282,47 @@ def test_serve_command(q4_path, tmp_path):
         proc.send_signal(2)  # Ctrl-C
         rc = proc.wait(60)
     assert rc == 0
+
+
+def test_full_queue_is_503_and_the_running_request_is_unaffected(f16_path):
+    """One slot, no queue: a second request while the first runs gets 503 with Retry-After; the first
+    still ends with the answer it gets alone; the alias 'default' names the served model."""
+    e = make_engine(f16_path, n_threads=1, n_slots=1, max_queue=0)
+    try:
+        ref = e.generate(_chat(QUESTION), max_tokens=N, keep=False).text
+        with BackgroundServer(create_app(e)) as s:
+            c = _client(s)
+            stream = c.chat.completions.create(model="default", messages=_chat(QUESTION), max_tokens=N, stream=True)
+            it = iter(stream)
+            first = next(it)  # the role chunk: the request has its slot now
+            r = httpx.post(s.url + "/v1/chat/completions", timeout=30,
+                           json={"model": "default", "messages": _chat(OTHER), "max_tokens": 4})
+            assert r.status_code == 503 and r.headers["retry-after"].isdigit()
+            assert r.json()["error"]["code"] == "server_busy"
+            text = "".join((ch.choices[0].delta.content or "") for ch in [first, *it] if ch.choices)
+            assert text == ref
+            health = httpx.get(s.url + "/health").json()
+            assert health["slots"] == 1 and health["waiting"] == 0
+        assert e.check_cache() == []
+    finally:
+        e.close()
+
+
+def test_parallel_clients_get_their_own_answers(engine, server, client, model_id):
+    """Four clients at once (the engine's four slots): each answer equals that request alone."""
+    questions = [QUESTION, OTHER, "Name a colour.", "Say something about rivers."]
+    refs = [engine.generate(_chat(q), max_tokens=N, keep=False).text for q in questions]
+    out = [None] * len(questions)
+
+    def ask(i):
+        r = client.chat.completions.create(model=model_id, messages=_chat(questions[i]), max_tokens=N)
+        out[i] = (r.choices[0].message.content, r.usage.completion_tokens)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [o[0] for o in out] == refs
+    assert all(o[1] > 0 for o in out)
+    assert engine.check_cache() == []

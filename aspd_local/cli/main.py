@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import AspdLocalError
-from . import bench, convert, data, run, serve, setup, train, ui
+from . import bench, bench_load, convert, data, run, serve, setup, train, ui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_parser(sub)
     serve.add_parser(sub)
     bench.add_parser(sub)
+    bench_load.add_parser(sub)
     setup.add_parser(sub)
     data.add_parser(sub)
     convert.add_parser(sub)

@@ -102,9 +102,10 @@ class Speculator:
     """
 
     def __init__(self, proposer, cost_ms: Callable[[int], float], acceptance: AcceptanceModel | None = None,
-                 max_nodes: int = 32, budget: str = "cost"):
+                 max_nodes: int = 32, budget: str = "cost", min_gain: float = 1.0):
         if budget not in ("cost", "all"):
             raise ValueError(f"budget must be 'cost' or 'all', got {budget!r}")
+        self.min_gain = min_gain  # a draft must promise this many times the plain step's tokens per ms
         self.proposer = proposer
         self.cost_ms = cost_ms  # ms for one decode of n tokens on this machine
         self.acceptance = acceptance or AcceptanceModel()
@@ -174,7 +175,9 @@ class Speculator:
         else:
             # tokens out of the whole decode per ms, the other requests' rows counted as one token each
             base = base_tokens + other_rows
-            take, best_rate, gain = 0, base / self.cost_ms(base), float(base)
+            # (by a margin: the curve and the acceptance model are estimates, the proposer's time is not in
+            # the curve, and a draft that only breaks even costs more than it brings)
+            take, best_rate, gain = 0, self.min_gain * base / self.cost_ms(base), float(base)
             for k, (neg_e, _, _) in enumerate(cands[:max_nodes], 1):
                 gain -= neg_e
                 rate = gain / self.cost_ms(base + k)

@@ -161,19 +161,23 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Generat
 
 async def _next(events, request: Request, poll_s: float = 0.5, skip_queued: bool = False):
     """The request's next event; None once it ended without one, or once the client disconnected
-    (checked every ``poll_s``)."""
+    (checked every ``poll_s``, however fast events come)."""
+    loop = asyncio.get_running_loop()
+    check_at = getattr(request.state, "check_at", 0.0)
     nxt = asyncio.ensure_future(anext(events, None))
     try:
         while True:
-            done, _ = await asyncio.wait({nxt}, timeout=poll_s)
+            if loop.time() >= check_at:
+                if await request.is_disconnected():
+                    return None
+                check_at = request.state.check_at = loop.time() + poll_s
+            done, _ = await asyncio.wait({nxt}, timeout=max(0.0, check_at - loop.time()))
             if done:
                 item = nxt.result()
                 if skip_queued and isinstance(item, Queued):
                     nxt = asyncio.ensure_future(anext(events, None))
                     continue
                 return item
-            if await request.is_disconnected():
-                return None
     finally:
         if not nxt.done():
             nxt.cancel()
