@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from aspd_local.bench.script import FREE, Script, block_script
-from aspd_local.events import BlockEnd, SerialDelta
+from aspd_local.events import BlockEnd, BranchDelta, SerialDelta
 from aspd_local.server import BackgroundServer, create_app
 from aspd_local.server.content import ContentStream
 from conftest import make_engine
@@ -128,7 +128,8 @@ def test_stop_strings_across_deltas():
             cuts = sorted(rng.sample(range(1, len(text)), rng.randint(1, 12)))
             parts = [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])]
             c = ContentStream(stops)
-            evs = [SerialDelta(p) for p in parts[:-1]] + [BlockEnd(0, [parts[-1]])]
+            evs = [SerialDelta(p) for p in parts[:-2]] + [BranchDelta(0, 0, parts[-2])] if len(parts) > 1 else []
+            evs += [BlockEnd(0, [parts[-2] if len(parts) > 1 else "", parts[-1]])]
             pieces = [p for ev in evs for p in c.feed(ev)] + c.finish()
             assert "".join(p.content for p in pieces) == want == c.text
             assert c.stopped == bool(hits)
@@ -162,9 +163,11 @@ def test_block_events_in_the_stream(engine, model_id):
     assert streamed == ref.blocks[0].texts and all(streamed)
     assert events[-1]["blocks"][0]["texts"] == ref.blocks[0].texts
     assert events[-1]["stats"]["branches"] == 2
-    # the branch texts reach the content when the block joins, in title order
-    join = next(ch for ch in chunks if (_aspd(ch) or {}).get("type") == "block_end")
-    assert join.choices[0].delta.content == "".join(ref.blocks[0].texts)
+    # the first branch's text is content as it is decoded; the others reach the content when the block joins
+    at_join = next(i for i, ch in enumerate(chunks) if (_aspd(ch) or {}).get("type") == "block_end")
+    before = "".join(ch.choices[0].delta.content or "" for ch in chunks[:at_join])
+    assert before.endswith(ref.blocks[0].texts[0])
+    assert chunks[at_join].choices[0].delta.content == ref.blocks[0].texts[1]
     assert (whole.model_extra["aspd"]["blocks"][0]["titles"]) == ["Red", "Blue"]
 
 

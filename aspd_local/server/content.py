@@ -1,9 +1,10 @@
 """From engine events to what a client sees: the rendered answer as content deltas, plus the branch
 events of the ``aspd`` extension field, with stop strings cut out.
 
-Content follows the engine's rendered text (spec section 4): serial text as it is decoded; a block's
-branch texts, in title order, when the block joins. So the content deltas concatenate to
-``Result.text`` (cut at the first stop string). Branch text also streams live in the extension events.
+Content follows the engine's rendered text (spec section 4): serial text as it is decoded; the first
+branch of a block as it is decoded (it comes first in the answer); the other branches' texts, in title
+order, when the block joins. So the content deltas concatenate to ``Result.text`` (cut at the first stop
+string). Every branch's text also streams live in the extension events.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ class ContentStream:
         if isinstance(ev, BlockStart):
             return [Piece(aspd={"type": "block_start", "block": ev.block, "titles": list(ev.titles)})]
         if isinstance(ev, BranchDelta):
-            return [Piece(aspd={"type": "branch_delta", "block": ev.block, "branch": ev.branch, "text": ev.text})]
+            aspd = {"type": "branch_delta", "block": ev.block, "branch": ev.branch, "text": ev.text}
+            if ev.branch == 0:  # the first branch comes first in the answer: its text is content right away
+                return self._content(ev.text, aspd)
+            return [Piece(aspd=aspd)]
         if isinstance(ev, BranchEnd):
             return [Piece(aspd={"type": "branch_end", "block": ev.block, "branch": ev.branch, "reason": ev.reason})]
-        if isinstance(ev, BlockEnd):
-            return self._content("".join(ev.texts), {"type": "block_end", "block": ev.block})
+        if isinstance(ev, BlockEnd):  # the other branches follow the first one, in title order
+            return self._content("".join(ev.texts[1:]), {"type": "block_end", "block": ev.block})
         return []
 
     def finish(self) -> list[Piece]:
