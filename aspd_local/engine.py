@@ -58,7 +58,7 @@ class EngineConfig:
     suffix_max_depth: int = 64  # longest match, and deepest speculation below it
     suffix_max_draft: int = 32  # most draft nodes per stream per step
     suffix_budget: str = "cost"  # "cost": draft sizes from this machine's cost curve; "all": every proposed node
-    suffix_min_gain: float = 1.1  # "cost": draft only where the step's expected tokens per ms grow by this factor
+    suffix_min_gain: float = 1.3  # "cost": draft only where the step's expected tokens per ms grow by this factor
     suffix_cache_tokens: int = 1_000_000  # global index bound (oldest outputs evicted first)
     suffix_cache: bool = True  # keep the global index on disk between runs
 

@@ -95,7 +95,7 @@ def test_small_helpers(tmp_path):
     for u in ("http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/"):
         assert normalize_base(u) == "http://h:1"
     f = tmp_path / "p.jsonl"
-    f.write_text('{"id": "a", "prompt": "one"}\n\n"two"\n{"prompt": "three"}\n')
+    f.write_text('{"id": "a", "prompt": "one"}\n\n{"prompt": "two"}\n{"prompt": "three"}\n')
     assert load_prompt_texts(str(f)) == ["one", "two", "three"]
     assert load_prompt_texts(str(f), 2) == ["one", "two"]
     report = tmp_path / "all.json"

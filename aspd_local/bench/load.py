@@ -150,26 +150,15 @@ def format_row(row: dict) -> str:
 
 
 def load_prompt_texts(path: str, limit: int | None = None) -> list[str]:
-    """The ``prompt`` field of each JSONL row (a plain string row is taken as the prompt)."""
-    out = []
+    """The ``prompt`` field of each JSONL row (the bench's prompt files)."""
+    from .runner import load_prompts
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as e:
-                    raise AspdLocalError(f"{path}:{n}: not JSON ({e})") from None
-                text = row if isinstance(row, str) else row.get("prompt") if isinstance(row, dict) else None
-                if not isinstance(text, str) or not text.strip():
-                    raise AspdLocalError(f"{path}:{n}: no \"prompt\" text")
-                out.append(text)
+        out = [row["prompt"] for row in load_prompts(path)][:limit]
     except OSError as e:
         raise AspdLocalError(f"cannot read prompts {path}: {e.strerror}") from None
-    if limit is not None:
-        out = out[:limit]
+    except (ValueError, TypeError) as e:
+        raise AspdLocalError(str(e)) from None
     if not out:
         raise AspdLocalError(f"{path}: no prompts")
     return out
