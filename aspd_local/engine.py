@@ -21,7 +21,7 @@ from .decoding.hybrid import STEP, Cancelled, HybridDecoder, Mode
 from .decoding.prefill import prefill
 from .decoding.speculative import Speculator
 from .errors import ContextOverflowError
-from .events import Event, Result
+from .events import Event, Result, Stats
 from .kv import KvCache, Lane
 from .llama import logs
 from .llama.context import Context, ContextParams
@@ -159,7 +159,8 @@ class Engine:
                 f"(one more is needed to answer); shorten it or raise n_ctx")
         budget = p.max_tokens + p.max_titles + 2  # past the budget a block still closes its branches
         run = lambda lane, reused, cancelled: self._generation(lane, reused, cancelled, tokens, p, on_commit)  # noqa: E731
-        return self.scheduler.submit(Job(tokens, budget, run, "all" if p.keep else "prompt"))
+        unstarted = lambda: Result("", [], "cancelled", p.mode, [], Stats(prompt_tokens=len(tokens)))  # noqa: E731
+        return self.scheduler.submit(Job(tokens, budget, run, "all" if p.keep else "prompt", unstarted))
 
     def cancel(self) -> None:
         """Stop every running and waiting request at its next step (``Request.cancel`` stops one)."""

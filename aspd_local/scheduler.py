@@ -155,6 +155,7 @@ class Job:
     budget: int
     run: Callable[[Lane, int, Callable[[], bool]], Iterator]
     keep: str = "all"
+    unstarted: Callable[[], object] | None = None  # the result of a request cancelled before it started
 
 
 class _Slot:
@@ -290,15 +291,19 @@ class Scheduler:
             done.set()
 
     def _admit(self) -> None:
+        with self._cv:  # requests cancelled while they waited leave the queue at once
+            gone = [r for r in self._waiting if r.cancelled]
+            self._waiting = [r for r in self._waiting if not r.cancelled]
+        for r in gone:
+            if r.job.unstarted is not None:
+                r._finish(r.job.unstarted())
+            else:
+                r._finish(None, Cancelled("cancelled before it started"))
         while True:
             with self._cv:
                 if not self._waiting or len(self._active) >= self.n_slots:
                     return
                 req = self._waiting[0]
-                if req.cancelled:
-                    self._waiting.pop(0)
-                    req._finish(None, Cancelled("cancelled before it started"))
-                    continue
             slot = self._open_slot(req)
             if slot is None:
                 return  # not enough room now: it waits for a running request to end

@@ -184,3 +184,19 @@ def test_stop_strings_end_serial_text_and_branches(engine):
     assert r.blocks[0].texts[1] == whole.blocks[0].texts[1]
     assert r.text == whole.text[:whole.text.index(stop)]
     assert e.check_cache() == []
+
+
+def test_cancel_while_queued(f16_path):
+    """A request cancelled while it waits leaves the queue at once and ends as cancelled, with nothing run."""
+    e = make_engine(f16_path, n_slots=1)
+    try:
+        first = e.submit(PROMPTS[1], max_tokens=64, mode="ar")
+        second = e.submit(PROMPTS[2], max_tokens=24)
+        third = e.submit(PROMPTS[3], max_tokens=4)
+        second.cancel()
+        r = second.result(timeout=60)
+        assert r.finish_reason == "cancelled" and r.tokens == [] and not first.done
+        assert first.result().finish_reason in ("stop", "length") and third.result().tokens
+        assert e.check_cache() == []
+    finally:
+        e.close()
