@@ -57,7 +57,7 @@ class Request:
         self._done = threading.Event()
         self._result: Result | None = None
         self._error: BaseException | None = None
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._waiters: list[list] = []  # [event loop, asyncio.Event, armed] per async reader
         self._lock = threading.Lock()
         self.submitted = time.perf_counter()
         self.started: float | None = None  # when it was admitted into a slot
@@ -65,9 +65,11 @@ class Request:
     # -- the scheduler's side -------------------------------------------------
     def _emit(self, item) -> None:
         self._events.put(item)
-        with self._lock:
-            waiters = list(self._waiters)
-        for loop, ev in waiters:
+        with self._lock:  # wake only a reader that waits (one wake-up per drain, not one per event)
+            armed = [w for w in self._waiters if w[2]]
+            for w in armed:
+                w[2] = False
+        for loop, ev, _ in armed:
             try:
                 loop.call_soon_threadsafe(ev.set)
             except RuntimeError:  # that event loop is closed
@@ -118,8 +120,9 @@ class Request:
     async def __aiter__(self):
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
+        waiter = [loop, ready, False]  # armed: it waits for the next event
         with self._lock:
-            self._waiters.append((loop, ready))
+            self._waiters.append(waiter)
         finished = False
         try:
             while True:
@@ -127,7 +130,9 @@ class Request:
                     item = self._events.get_nowait()
                 except queue.Empty:
                     ready.clear()
-                    if self._events.empty():
+                    with self._lock:
+                        waiter[2] = True
+                    if self._events.empty():  # (an event put before arming is seen here)
                         await ready.wait()
                     continue
                 if item is _END:
@@ -138,7 +143,7 @@ class Request:
                 yield item
         finally:
             with self._lock:
-                self._waiters.remove((loop, ready))
+                self._waiters.remove(waiter)
             if not finished:
                 self.cancel()
 
