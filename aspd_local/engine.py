@@ -188,7 +188,7 @@ class Engine:
         st.prompt_tokens, st.reused_prompt_tokens = len(tokens), reused
         completed = False
         try:
-            steps = prefill(lane, tokens[reused:], self.aspd, self.config.prefill_chunk)
+            steps = prefill(lane, tokens[reused:], self.aspd, min(self.config.prefill_chunk, self.ctx.n_batch))
             row = yield from _counted(steps, st)
             st.prompt_s = time.perf_counter() - t0
             yield from dec.run(row)
@@ -335,7 +335,8 @@ class Engine:
                                        f"context holds {self.ctx.n_ctx}; raise n_ctx")
 
         def run(lane, reused, cancelled):
-            return (yield from score_after(lane, self.aspd, prefix[reused:], cont, self.config.prefill_chunk))
+            return (yield from score_after(lane, self.aspd, prefix[reused:], cont,
+                                           min(self.config.prefill_chunk, self.ctx.n_batch)))
 
         job = Job(prefix, len(cont) + 1, run, "all" if keep_prefix else "none")
         return self.scheduler.submit(job).result()

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .decoding.hybrid import STEP, Cancelled
-from .errors import AspdLocalError
+from .errors import AspdLocalError, DecodeError
 from .events import Done, Event, Queued, Result
 from .kv import KvCache, Lane, safe_prefix
 from .llama.context import Context, KvFull
@@ -420,6 +420,8 @@ class Scheduler:
         for s in ready[k:] + ready[:k]:
             if s.request.cancelled:
                 self._throw(s)
+            elif s.lane.part.n > ctx.n_batch:  # could never be decoded: a bug, reported rather than waited on
+                self._fail(s, DecodeError(f"a step of {s.lane.part.n} rows exceeds n_batch={ctx.n_batch}"))
             elif batch.n + s.lane.part.n <= ctx.n_batch:
                 s.lane.part.place(batch)
                 placed.append(s)
