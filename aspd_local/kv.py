@@ -60,6 +60,7 @@ class KvCache:
         # Set by the scheduler while one request builds its part of the next batch:
         self.step_rows = 0  # rows other requests put into that batch already
         self.claimed = 0  # cells claimed elsewhere: those rows, and what other requests reserved and not filled
+        self.other_rows = 0  # rows the other requests are expected to put into that batch (for draft sizing)
 
     # -- capacity -------------------------------------------------------------
     @property

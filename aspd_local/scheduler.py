@@ -164,12 +164,13 @@ class Job:
 
 
 class _Slot:
-    __slots__ = ("request", "lane", "gen", "ready", "reserve", "prompt_len")
+    __slots__ = ("request", "lane", "gen", "ready", "reserve", "prompt_len", "last_rows")
 
     def __init__(self, request: Request, lane: Lane, reserve: int, prompt_len: int):
         self.request, self.lane, self.reserve, self.prompt_len = request, lane, reserve, prompt_len
         self.gen = None
         self.ready = False  # its part is built and waits for a decode
+        self.last_rows = 0  # its rows in the last decode
 
 
 class Scheduler:
@@ -184,6 +185,7 @@ class Scheduler:
         self._cv = threading.Condition()
         self._closed = False
         self._turn = 0  # rotates which request's part goes into a full batch first
+        self._last_batch = 0  # rows of the last decode
         self.steps = 0  # decode calls made
         self._thread = threading.Thread(target=self._loop, name="aspd-scheduler", daemon=True)
         self._thread.start()
@@ -464,6 +466,7 @@ class Scheduler:
     def _done_decoding(self, s: _Slot, n: int, dt: float) -> None:
         part = s.lane.part
         self.cache.record(part)
+        s.last_rows, self._last_batch = part.n, n
         part.batch_n, part.decode_s = n, dt
         part.clear()
         s.ready = False
@@ -472,6 +475,9 @@ class Scheduler:
         """Run a request's step function until its next part is ready, or it ends."""
         cache = self.cache
         cache.step_rows = sum(o.lane.part.n for o in self._active if o.ready and o is not s)
+        # what the others will put into the coming decode: what they put into the last one (the parts
+        # built after this one are not known yet), at least what they have put in already
+        cache.other_rows = max(cache.step_rows, self._last_batch - s.last_rows)
         cache.claimed = cache.step_rows + sum(max(0, o.reserve - _held(o.lane)) for o in self._active if o is not s)
         try:
             while True:
@@ -485,7 +491,7 @@ class Scheduler:
         except BaseException as e:
             self._fail(s, e)
         finally:
-            cache.step_rows = cache.claimed = 0
+            cache.step_rows = cache.claimed = cache.other_rows = 0
 
     def _throw(self, s: _Slot) -> None:
         """Stop a cancelled request that waits for a decode: its part is dropped, its step function told."""

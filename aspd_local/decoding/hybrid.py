@@ -261,7 +261,7 @@ class HybridDecoder:
         max_nodes = min(spare, lane.batch_room - len(streams))
         if reqs and max_nodes > 0:
             trees = spec.plan_step(reqs, len(streams), max_nodes, lane.free_seq_count,
-                                   other_rows=lane.cache.step_rows)
+                                   other_rows=lane.cache.other_rows)
             for i, tree in zip(where, trees):
                 out[i] = tree
         self.stats.speculate_s += time.perf_counter() - t0
