@@ -101,9 +101,7 @@ class Request:
                 item = self._events.get()
                 if item is _END:
                     finished = True
-                    if self._error is not None:
-                        raise self._error
-                    return
+                    return self._raise_error()
                 yield item
         finally:
             if not finished:  # the consumer stopped early: nobody wants the rest
@@ -113,9 +111,12 @@ class Request:
         """Wait for the request to finish and return its result (raises what it failed with)."""
         if not self._done.wait(timeout):
             raise TimeoutError("the request has not finished")
+        self._raise_error()
+        return self._result
+
+    def _raise_error(self) -> None:
         if self._error is not None:
             raise self._error
-        return self._result
 
     async def __aiter__(self):
         loop = asyncio.get_running_loop()
@@ -137,8 +138,7 @@ class Request:
                     continue
                 if item is _END:
                     finished = True
-                    if self._error is not None:
-                        raise self._error
+                    self._raise_error()
                     return
                 yield item
         finally:
