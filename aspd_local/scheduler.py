@@ -94,6 +94,11 @@ class Request:
     def done(self) -> bool:
         return self._done.is_set()
 
+    @property
+    def has_pending(self) -> bool:
+        """Events are waiting to be read (a reader may take them before it writes anything out)."""
+        return not self._events.empty()
+
     def __iter__(self) -> Iterator[Event]:
         finished = False
         try:

@@ -132,26 +132,33 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Generat
                                             usage(len(tokens), item.result), item.result))
 
     async def _events(item, events, handle: EngineRequest, content: ContentStream, shaper: Shaper, n_prompt: int):
+        # the events that are already there go out in one write (a step of a block makes one per branch)
+        buf = [sse(shaper.chunk(first=True))] if shaper.kind == "chat" else []
         try:
-            if shaper.kind == "chat":
-                yield sse(shaper.chunk(first=True))
             while item is not None:
                 if isinstance(item, Done):
                     for piece in content.finish():
-                        yield sse(shaper.chunk(piece.content, piece.aspd))
-                    yield sse(shaper.chunk(finish=finish_reason(item.result, False),
-                                           aspd={"type": "done", **summary(item.result)}))
+                        buf.append(sse(shaper.chunk(piece.content, piece.aspd)))
+                    buf.append(sse(shaper.chunk(finish=finish_reason(item.result, False),
+                                                aspd={"type": "done", **summary(item.result)})))
                     if shaper.include_usage:
-                        yield sse(shaper.usage_chunk(usage(n_prompt, item.result)))
-                    yield sse("[DONE]")
+                        buf.append(sse(shaper.usage_chunk(usage(n_prompt, item.result))))
+                    buf.append(sse("[DONE]"))
+                    yield b"".join(buf)
                     return
                 for piece in content.feed(item):
-                    yield sse(shaper.chunk(piece.content, piece.aspd))
+                    buf.append(sse(shaper.chunk(piece.content, piece.aspd)))
+                if buf and not handle.has_pending:
+                    yield b"".join(buf)
+                    buf = []
                 try:
                     item = await anext(events, None)
                 except Exception as e:
-                    yield sse(api_error(e).body())
+                    buf.append(sse(api_error(e).body()))
+                    yield b"".join(buf)
                     return
+            if buf:
+                yield b"".join(buf)
         finally:  # done, or the client disconnected (or the server is stopping): stop the generation
             handle.cancel()
             await events.aclose()
