@@ -43,10 +43,6 @@ class Line:
         head = self.parent.all_positions()[:self.n_parent] if self.parent is not None else []
         return head + self.positions
 
-    def all_tokens(self) -> list[int]:
-        head = self.parent.all_tokens()[:self.n_parent] if self.parent is not None else []
-        return head + self.tokens
-
 
 class KvCache:
     """The mirror of llama.cpp's cache: sequence ids, lines and cell references."""
@@ -278,10 +274,6 @@ class Lane:
         self._forks.add(seq)
         return seq
 
-    def pending(self, seq: int) -> list[int]:
-        """A fork's own tokens (empty for the home sequence)."""
-        return self.cache.lines[seq].tokens if seq != self.home else []
-
     def join(self, seqs: list[int]) -> None:
         """Merge forks into the home sequence in stream order ``seqs`` (the home may be among them: its
         tokens are in place already), so the home reads branch 0, branch 1, ... as in training."""
@@ -335,8 +327,3 @@ class Lane:
     def logits(self, row: int):
         """Logits of row ``row`` of this lane's part of the last decode (valid until the next one)."""
         return self.ctx.logits(self.part.offset + row)
-
-    def close(self) -> None:
-        """Release every sequence this lane holds, the home included."""
-        self.rollback(len(self.tokens))
-        self.cache.release(self.home)
