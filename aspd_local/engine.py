@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -182,7 +181,7 @@ class Engine:
         speculator = self._speculator(tokens) if speculate == "suffix" else None
         t_spec = time.perf_counter() - t0  # indexing the prompt (and measuring the cost curve, once)
         dec = HybridDecoder(self.model, lane, self.aspd, Mode(p.mode), p.sampling(), p.caps(), p.processors,
-                            is_cancelled, p.record_margins, speculator, p.stop, self.ctx.n_batch)
+                            is_cancelled, p.record_margins, speculator, p.stop)
         st = dec.stats
         st.speculate_s += t_spec if speculator is not None else 0.0
         st.prompt_tokens, st.reused_prompt_tokens = len(tokens), reused

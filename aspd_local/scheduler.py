@@ -226,6 +226,8 @@ class Scheduler:
             self._calls.append((lambda: box.append(_attempt(fn)), [done]))
             self._cv.notify()
         done.wait()
+        if not box:  # the engine closed before the call's turn came
+            raise EngineClosedError("the engine is closed")
         ok, value = box[0]
         if not ok:
             raise value

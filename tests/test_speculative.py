@@ -11,7 +11,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from aspd_local import BranchDelta, Caps, Done, SerialDelta
+from aspd_local import Caps
 from aspd_local.bench.script import Script, block_script
 from aspd_local.suffix.cache import save_index
 from aspd_local.suffix.index import TokenIndex

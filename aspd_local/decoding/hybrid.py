@@ -109,8 +109,7 @@ class Stream:
 class HybridDecoder:
     def __init__(self, model: Model, lane: Lane, aspd: AspdTokens | None, mode: Mode, sampling: SamplingParams,
                  caps: Caps, processors: Sequence[LogitsProcessor] = (), should_stop: Callable[[], bool] | None = None,
-                 record_margins: bool = False, speculator: Speculator | None = None, stop: Sequence[str] = (),
-                 n_batch: int = 512):
+                 record_margins: bool = False, speculator: Speculator | None = None, stop: Sequence[str] = ()):
         self.model, self.lane = model, lane
         self.mode = Mode(mode)
         structured = self.mode != Mode.AR and aspd is not None
@@ -121,7 +120,6 @@ class HybridDecoder:
         self.should_stop = should_stop or (lambda: False)
         self.record_margins = record_margins
         self.stop = [s for s in stop if s]
-        self.n_batch = n_batch
         self.stats = Stats()
         self.answer: list[int] = []
         self.margins: list[float | None] = []
