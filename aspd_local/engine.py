@@ -80,13 +80,10 @@ class Engine:
             raise ValueError("max_queue and max_cached must be >= 0")
         self.config = cfg
         logs.set_verbose(cfg.verbose)
-        self.model = Model(model_path, ModelParams(n_gpu_layers=cfg.n_gpu_layers))
+        n_seq = check_sequence_ids(cfg)  # before the model loads
         # each slot: a home sequence, then forks for branches and draft paths; then the cached lines
         self._seq_quota = max(2, cfg.max_branches) - 1 + cfg.max_draft_paths
-        n_seq = cfg.n_slots * (1 + self._seq_quota) + cfg.max_cached
-        if n_seq > _MAX_SEQ:
-            raise ValueError(f"{cfg.n_slots} slots of {1 + self._seq_quota} sequence ids and {cfg.max_cached} cached "
-                             f"lines need {n_seq} sequence ids; llama.cpp has {_MAX_SEQ}")
+        self.model = Model(model_path, ModelParams(n_gpu_layers=cfg.n_gpu_layers))
         try:
             self.aspd = self._resolve_aspd(aspd_tokens)
             self.ctx = Context(self.model, ContextParams(n_ctx=cfg.n_ctx, n_batch=cfg.n_batch, n_seq_max=n_seq,
@@ -342,6 +339,21 @@ class Engine:
 
 
 _MAX_SEQ = 256  # llama.cpp's LLAMA_MAX_SEQ
+
+
+def check_sequence_ids(cfg: EngineConfig) -> int:
+    """The llama.cpp sequence ids an engine of ``cfg`` uses (each slot: a home sequence, forks for branches
+    and draft paths; then the cached lines). ValueError, before any model loads, when llama.cpp has fewer
+    or the context has less than one cell per sequence (llama.cpp would abort the process)."""
+    per_slot = max(2, cfg.max_branches) + cfg.max_draft_paths
+    n_seq = cfg.n_slots * per_slot + cfg.max_cached
+    if n_seq > _MAX_SEQ:
+        raise ValueError(f"{cfg.n_slots} slots of {per_slot} sequence ids and {cfg.max_cached} cached lines need "
+                         f"{n_seq} sequence ids; llama.cpp has {_MAX_SEQ}: lower the slots or the branches")
+    if cfg.n_ctx < n_seq:
+        raise ValueError(f"a context of {cfg.n_ctx} tokens is too small for {n_seq} sequence ids "
+                         f"({cfg.n_slots} slots, up to {cfg.max_branches} branches): at least {n_seq}")
+    return n_seq
 
 
 def _counted(steps, stats) -> Iterator:

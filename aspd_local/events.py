@@ -1,5 +1,5 @@
 """Typed events streamed by the engine, in order: queued (only while the request waits for a slot),
-serial deltas, block start, branch deltas, branch end, block end, done (spec section 6)."""
+serial deltas, block start, branch deltas, branch end, block end, done (docs/format.md section 6.12)."""
 
 from __future__ import annotations
 

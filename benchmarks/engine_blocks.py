@@ -65,7 +65,7 @@ def main() -> int:
                "overhead_ms_per_step": {"sequential": round(seq.stats.overhead_ms_per_step, 3),
                                         "parallel": round(par.stats.overhead_ms_per_step, 3)}}
         if not row["identical"]:
-            # where the schedules part, and how close the model's two best choices were there (spec section 8)
+            # where the schedules part, and how close the model's two best choices were there (docs/format.md section 8)
             i = next((j for j, (x, y) in enumerate(zip(seq.tokens, par.tokens)) if x != y),
                      min(len(seq.tokens), len(par.tokens)))
             rr = e.generate("Describe the parts.", mode="sequential", processors=[Script(serial, branches)],

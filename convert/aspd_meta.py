@@ -1,4 +1,4 @@
-"""The six ASPD control tokens of a checkpoint and the ``aspd.*`` GGUF keys (spec aspd-format.md 1, 5).
+"""The six ASPD control tokens of a checkpoint and the ``aspd.*`` GGUF keys (docs/format.md sections 1, 5).
 
 The ids are found as tokens named ``<|title|>`` ... ``<|/branch|>`` (a checkpoint from the reference
 pipeline has them as added special tokens), or given as a mapping onto six existing tokens (such as

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConvertError
-from .source import Checkpoint
+from .safetensors_np import load_file
+from .source import Checkpoint, torch_for
 
 _PREFIX = "base_model.model."
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)(?:\.[^.]+)?\.weight$")
@@ -91,10 +92,7 @@ class LoraAdapter:
 
     # -- merge -----------------------------------------------------------------------------------
     def scale(self, module: str, rank: int) -> float:
-        c = self.config
-        r = _pattern_value(c.get("rank_pattern") or {}, module, c.get("r", rank))
-        alpha = _pattern_value(c.get("alpha_pattern") or {}, module, c.get("lora_alpha", r))
-        return alpha / math.sqrt(r) if c.get("use_rslora") else alpha / r
+        return lora_scale(self.config, module, rank)
 
     def apply(self, name: str, data: np.ndarray) -> np.ndarray:
         """The base tensor ``name`` with this adapter merged in."""
@@ -110,6 +108,13 @@ class LoraAdapter:
         return data + np.float32(self.scale(module, a.shape[0])) * delta
 
 
+def lora_scale(config: dict, module: str, rank: int) -> float:
+    """The factor of ``B @ A`` for ``module`` under a peft LoRA ``config`` (rank and alpha patterns, rsLoRA)."""
+    r = _pattern_value(config.get("rank_pattern") or {}, module, config.get("r", rank))
+    alpha = _pattern_value(config.get("alpha_pattern") or {}, module, config.get("lora_alpha", r))
+    return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+
+
 def _pattern_value(patterns: dict, module: str, default):
     for key, value in patterns.items():
         if re.match(rf"(.*\.)?{key}$", module):
@@ -121,17 +126,13 @@ def _read_weights(d: Path) -> dict[str, np.ndarray]:
     st, pt = d / "adapter_model.safetensors", d / "adapter_model.bin"
     try:
         if st.is_file():
-            from safetensors.torch import load_file
-
-            tensors = load_file(str(st))
-        elif pt.is_file():
-            import torch
-
+            return load_file(st)  # numpy alone
+        if pt.is_file():
+            torch = torch_for(pt)
             tensors = torch.load(pt, map_location="cpu", weights_only=True)
-        else:
-            raise ConvertError(f"no adapter weights in {d}: expected adapter_model.safetensors or adapter_model.bin")
+            return {k: v.float().numpy() for k, v in tensors.items()}
+        raise ConvertError(f"no adapter weights in {d}: expected adapter_model.safetensors or adapter_model.bin")
     except ConvertError:
         raise
     except Exception as e:
         raise ConvertError(f"cannot read the adapter weights in {d}: {e}") from None
-    return {k: v.float().numpy() for k, v in tensors.items()}

@@ -2,7 +2,8 @@
 
 Weights are ``*.safetensors`` (one file or shards with ``model.safetensors.index.json``) or
 ``pytorch_model*.bin``. Tensors come back as float32 numpy arrays (bf16 and f16 widened), so a
-sharded 7B checkpoint never has to be in memory at once.
+sharded 7B checkpoint never has to be in memory at once. Safetensors are read with numpy alone; only a
+``.bin`` pickle needs torch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConvertError
+from .safetensors_np import SafetensorsFile
+
+
+def torch_for(path: Path):
+    """torch, to read a pickled ``.bin`` file; a one-line error naming the extra when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        raise ConvertError(f"{path.name} is a PyTorch pickle, and reading it needs torch: "
+                           "pip install 'aspd-local[convert]' (safetensors files need no torch)") from None
+    return torch
 
 
 class Checkpoint:
@@ -68,15 +80,9 @@ class Checkpoint:
         h = self._open.get(shard)
         if h is None:
             if shard.suffix == ".safetensors":
-                from safetensors import safe_open
-
-                try:
-                    h = safe_open(str(shard), framework="pt")
-                except Exception as e:  # safetensors raises its own error types
-                    raise ConvertError(f"cannot read {shard}: {e}") from None
+                h = SafetensorsFile(shard)  # numpy alone
             else:
-                import torch
-
+                torch = torch_for(shard)
                 try:
                     h = torch.load(shard, map_location="cpu", weights_only=True, mmap=True)
                 except Exception as e:
@@ -95,15 +101,16 @@ class Checkpoint:
         shard = self._files[name]
         h = self._handle(shard)
         if shard.suffix == ".safetensors":
-            return tuple(h.get_slice(name).get_shape())
+            return h.shape(name)
         return tuple(h[name].shape)
 
     def load(self, name: str) -> np.ndarray:
         """The tensor as a float32 numpy array."""
         shard = self._files[name]
         h = self._handle(shard)
-        t = h.get_tensor(name) if shard.suffix == ".safetensors" else h[name]
-        return t.float().numpy()
+        if shard.suffix == ".safetensors":
+            return h.load(name).astype(np.float32, copy=False)
+        return h[name].float().numpy()
 
     def close(self) -> None:
         self._open.clear()

@@ -24,7 +24,7 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1) ${CMAKE
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing dependencies (llama-cpp-python is built from source the first time: 5-10 minutes)" >&2
   .venv/bin/python -m pip install --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -e ".[test]" 2>&1 | { grep -v "Requirement already satisfied" || true; } >&2
+  .venv/bin/python -m pip install -e ".[all,test]" 2>&1 | { grep -v "Requirement already satisfied" || true; } >&2
   if [ -n "${CMAKE_ARGS:-}" ]; then
     # a GPU build (CUDA, Metal, ...): rebuild llama-cpp-python with these flags, not a cached CPU wheel
     echo "[setup] rebuilding llama-cpp-python with CMAKE_ARGS=$CMAKE_ARGS" >&2

@@ -1,5 +1,5 @@
 """Shared fixtures: Gemma 3 270M from its PyPI package (Q4_K_M as shipped, and an f16 copy made here
-by llama.cpp's quantizer, for tests that compare decoding schedules; spec aspd-format.md section 8),
+by llama.cpp's quantizer, for tests that compare decoding schedules; docs/format.md section 8),
 with the six ASPD tokens mapped onto <unused0>..<unused5>."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Extraction of parallel segments from hand-written answers: render(segments) == answer byte for byte,
-and the expected blocks, titles and branch counts (aspd-format.md section 4)."""
+and the expected blocks, titles and branch counts (docs/format.md section 4)."""
 
 from __future__ import annotations
 

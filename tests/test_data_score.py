@@ -3,7 +3,7 @@
 Reference: a greedy plain decode through the engine, token by token, with a logits processor that
 records the log-softmax of every step's logits; the log-probability of each chosen token there must
 equal what Engine.score gives for the same continuation (decoded in one batch). f16 weights, so the
-only difference is llama.cpp's batch-size kernel noise (aspd-format.md section 8: ~0.01 in logits).
+only difference is llama.cpp's batch-size kernel noise (docs/format.md section 8: ~0.01 in logits).
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def test_build_writes_rows_stats_and_report(tmp_path):
         _answer(2, "serial_fact", "Capital of France?", "The capital of France is Paris."),
         _answer(3, "list", "Name two fruits.", "Fruits:\n- Apple\n- Pear\n"),  # branches too short
         _answer(4, "list", "Name two trees.", "x", rejected="empty"),
-        _answer(5, "list", "Name two birds.", "Birds are animals that fly."),  # no structure: dropped
+        _answer(5, "list", "Tell me about birds.", "Birds are animals that fly."),  # no structure: dropped
     ]
     src = tmp_path / "answers.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -83,3 +83,11 @@ def test_mapping_is_accepted_as_mapping(q4_path):
         assert e.aspd.ids == tuple(e.model.find_token(f"<unused{i}>") for i in range(6))
     finally:
         e.close()
+
+
+def test_context_smaller_than_the_sequence_ids_is_refused_before_loading(q4_path):
+    # llama.cpp aborts the whole process on a context with fewer cells than sequence ids: the engine refuses first
+    with pytest.raises(ValueError, match="too small for .* sequence ids"):
+        Engine(q4_path, n_ctx=8)
+    with pytest.raises(ValueError, match="llama.cpp has 256"):
+        Engine(q4_path, n_slots=64, max_branches=16)

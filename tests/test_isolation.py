@@ -6,7 +6,7 @@ import numpy as np
 from aspd_local.llama.context import Context, ContextParams
 from aspd_local.bench.script import FREE, Script, block_script
 
-# f16 weights: a batch of n and a batch of 1 differ by ~0.01 (spec section 8); a wrong mask or
+# f16 weights: a batch of n and a batch of 1 differ by ~0.01 (docs/format.md section 8); a wrong mask or
 # position moves logits by whole units.
 TOL = 0.1
 

@@ -1,4 +1,4 @@
-"""The ASPD layout rules (spec sections 2-4), token-level, no model needed."""
+"""The ASPD layout rules (docs/format.md sections 2-4), token-level, no model needed."""
 
 import pytest
 
@@ -77,7 +77,7 @@ def test_metadata_and_mapping():
 
 def test_render_of_an_unfinished_branch_drops_its_prefix():
     pieces = {50: b"A", 52: b": ", 60: b"one"}
-    assert render_tokens([TO, 50, TC, PO, BO, 50, 52, 60], A, pieces.__getitem__) == "one"
+    assert render_tokens([TO, 50, TC, PO, BO, 50, 52, 60], A, pieces.__getitem__) == "one\n"
 
 
 def test_safe_prefix_never_cuts_a_block():

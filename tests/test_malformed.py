@@ -26,7 +26,7 @@ def reference_next(f16_path):
 def _assert_clean(e, prompt_tokens, result, reference_next):
     assert e.check_cache() == []
     assert e.cached_tokens()[0] == prompt_tokens + result.tokens
-    # the streamed rendering equals the layout renderer's reading of the token stream (spec section 4)
+    # the streamed rendering equals the layout renderer's reading of the token stream (docs/format.md section 4)
     assert result.text == render_tokens(result.tokens, e.aspd, e.model.piece)
     assert e.generate(NEXT_PROMPT, max_tokens=16, keep=False).tokens == reference_next
     assert e.check_cache() == []
@@ -78,6 +78,10 @@ def test_branch_that_never_closes(f16_engine, reference_next):
     ends = {ev.branch: ev.reason for ev in events if type(ev).__name__ == "BranchEnd"}
     assert ends == {0: "cap", 1: "closed"}
     assert r.blocks[0].token_counts[0] == 1 + len(e.tokenize("Loop: ")) + 10 + 1
+    # the branch cut by its cap still ends its line: the joined block reads one item per line
+    cut = r.blocks[0].texts[0]
+    assert cut.endswith("\n") and cut.count("\n") == 1 and cut.rstrip("\n").endswith("again")
+    assert cut + r.blocks[0].texts[1] in r.text
     _assert_clean(e, e.prompt_tokens("Loop forever."), r, reference_next)
 
 

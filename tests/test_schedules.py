@@ -1,5 +1,5 @@
 """Parallel decoding changes speed, not content: ``sequential`` and ``parallel`` give the same tokens
-(f16 model, spec section 8), on several structures."""
+(f16 model, docs/format.md section 8), on several structures."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ PROMPT = "Describe each of these briefly."
 def _both(engine, serial, branches, **kw):
     # both runs must find the prompt in the same state: the engine keeps a prompt's KV cells for the next
     # request, and a last prompt token decoded alone rather than inside the prefill batch differs by f16
-    # noise (spec section 8) -- harmless under greedy, but a sampled draw near a boundary can flip on it
+    # noise (docs/format.md section 8) -- harmless under greedy, but a sampled draw near a boundary can flip on it
     # -- and so must the KV cache's layout: llama.cpp rounds attention by the order of the cells a sequence
     # holds in the cache, so a run whose cells landed elsewhere (after other requests) can differ by the
     # same noise; each run starts from an empty cache
@@ -71,7 +71,7 @@ def test_two_blocks_in_one_answer(f16_engine):
 class StreamLogits:
     """Replaces the model's logits with a distribution that depends only on the stream (serial text or
     which branch) and the stream's own tokens so far. Real logits of a token decoded in a batch of 3 and
-    in a batch of 1 differ by f16 noise (spec section 8), and a sampled draw that lands near a boundary
+    in a batch of 1 differ by f16 noise (docs/format.md section 8), and a sampled draw that lands near a boundary
     flips on it; with these logits any difference between the schedules is the sampler's own."""
 
     def __call__(self, info, logits):

@@ -1,5 +1,5 @@
 """Suffix speculation is lossless: with it, greedy output is token-identical to plain decoding (f16,
-spec aspd-format.md section 8) in serial text and inside ASPD branches; the KV cache holds exactly
+docs/format.md section 8) in serial text and inside ASPD branches; the KV cache holds exactly
 the committed tokens afterwards, also after a stream is cancelled mid-speculation; the global index
 survives between engines and a damaged cache file is replaced."""
 

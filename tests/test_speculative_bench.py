@@ -73,8 +73,8 @@ def _cli(*args):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--suffix-alpha", "0"], "error: --suffix-alpha must be > 0"),
-    (["--suffix-min-prob", "1.5"], "error: --suffix-min-prob must be in [0, 1]"),
+    (["--suffix-alpha", "0"], "error: --suffix-alpha must be > 0, got 0"),
+    (["--suffix-min-prob", "1.5"], "error: --suffix-min-prob must be in [0, 1], got 1.5"),
 ])
 def test_bad_suffix_options_are_one_line(q4_path, args, message):
     p = _cli("run", q4_path, "--prompt", "x", *args)
@@ -83,7 +83,7 @@ def test_bad_suffix_options_are_one_line(q4_path, args, message):
 
 def test_bench_unknown_mode_is_one_line(q4_path):
     p = _cli("bench", q4_path, "--modes", "ar,ar+magic")
-    assert p.returncode == 2 and p.stderr.strip().startswith("error: unknown mode 'ar+magic'")
+    assert p.returncode == 2 and p.stderr.strip().startswith("error: --modes: unknown mode 'ar+magic'")
 
 
 def test_run_with_suffix_options(q4_path, tmp_path):

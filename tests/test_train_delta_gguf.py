@@ -11,7 +11,8 @@ import torch
 from aspd_local.aspd.encode import RowEncoder
 from aspd_local.models import DEFAULT_DELTA_DIR, base_model_path, cache_dir
 from aspd_local.train.base import float_model_dir, load_float_model
-from aspd_local.train.delta import MANIFEST, apply_delta, load_manifest
+from aspd_local.build import MANIFEST, load_manifest
+from aspd_local.train.delta import apply_delta
 from aspd_local.train.export import build_gguf
 from aspd_local.train.lm import AspdLM
 from aspd_local.train.mask import collate

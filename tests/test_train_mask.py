@@ -1,4 +1,4 @@
-"""Training masks, positions and loss targets (spec section 3), token-level, no model needed."""
+"""Training masks, positions and loss targets (docs/format.md section 3), token-level, no model needed."""
 
 import numpy as np
 import pytest

@@ -17,7 +17,7 @@ from aspd_local.train.mask import collate
 from conftest import make_engine
 
 # f16 GGUF on llama.cpp vs the same weights in float32 torch: llama.cpp's f16 kernels and batch-size
-# paths move logits by ~0.01-0.1 (spec sections 3 and 8); a wrong mask bit or position moves them by units.
+# paths move logits by ~0.01-0.1 (docs/format.md sections 3 and 8); a wrong mask bit or position moves them by units.
 TOL = 0.25
 
 ROW = {

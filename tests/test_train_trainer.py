@@ -9,7 +9,8 @@ from aspd_local.aspd.encode import EncodedRow, encode_answer
 from aspd_local.aspd.layout import layout_of
 from aspd_local.aspd.tokens import AspdTokens
 from aspd_local.train.data import TrainSet
-from aspd_local.train.delta import apply_delta, load_manifest, save_delta
+from aspd_local.build import load_manifest
+from aspd_local.train.delta import apply_delta, save_delta
 from aspd_local.train.lm import AspdLM
 from aspd_local.train.mask import collate
 from aspd_local.train.recipe import Recipe

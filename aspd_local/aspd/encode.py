@@ -1,4 +1,4 @@
-"""A training row -> token ids, piece by piece exactly as the engine forces them (spec section 2).
+"""A training row -> token ids, piece by piece exactly as the engine forces them (docs/format.md section 2).
 
 Training and serving share this module: the engine builds each branch's forced prefix with
 ``branch_prefix``, and training encodes every branch with the same function, so the model is
@@ -39,7 +39,7 @@ def title_tokens(title: str, ids: AspdTokens, tokenize: Tokenize) -> list[int]:
 
 def check_segments(segments: Sequence[Mapping], answer: str | None = None) -> str:
     """Raise RowError unless the segments are well formed (and render to ``answer`` when given);
-    return the text they render to (spec section 4)."""
+    return the text they render to (docs/format.md section 4)."""
     if not isinstance(segments, Sequence) or not segments:
         raise RowError("a row needs a non-empty list of segments")
     parts: list[str] = []
@@ -67,7 +67,7 @@ def check_segments(segments: Sequence[Mapping], answer: str | None = None) -> st
             raise RowError(f"segment {i}: unknown segment type {kind!r} (expected 'serial' or 'block')")
     text = "".join(parts)
     if answer is not None and text != answer:
-        raise RowError("the segments do not render to the row's answer (spec section 4)")
+        raise RowError("the segments do not render to the row's answer (docs/format.md section 4)")
     return text
 
 

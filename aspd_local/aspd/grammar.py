@@ -1,4 +1,4 @@
-"""Which tokens the model may produce in each phase of an answer (spec section 6, steps 1, 2, 5)."""
+"""Which tokens the model may produce in each phase of an answer (docs/format.md sections 6.3, 6.4, 6.6)."""
 
 from __future__ import annotations
 

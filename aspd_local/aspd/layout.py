@@ -1,4 +1,4 @@
-"""Positions and branch membership of an ASPD token stream (spec section 3).
+"""Positions and branch membership of an ASPD token stream (docs/format.md section 3).
 
 Training (attention mask, position ids), the engine's structured prefill and the tests all
 derive the layout from token ids through this one function.
@@ -88,7 +88,7 @@ def layout_of(tokens: Sequence[int], ids: AspdTokens | None, start: int = 0) -> 
 
 
 def render_tokens(tokens: Sequence[int], ids: AspdTokens | None, piece) -> str:
-    """The text a user sees (spec section 4) from a token stream, given ``piece(token) -> bytes``.
+    """The text a user sees (docs/format.md section 4) from a token stream, given ``piece(token) -> bytes``.
 
     Titles are dropped; each branch loses its ``<|branch|>Title: `` prefix and its closing token.
     """
@@ -105,7 +105,9 @@ def render_tokens(tokens: Sequence[int], ids: AspdTokens | None, piece) -> str:
     def content(parts: list[bytes]) -> bytes:
         text = b"".join(parts)
         prefix = titles[k] + sep if k < len(titles) else None
-        return text[len(prefix):] if prefix is not None and text.startswith(prefix) else text
+        text = text[len(prefix):] if prefix is not None and text.startswith(prefix) else text
+        # a branch always ends its line, also one cut short by its budget (the engine renders it so)
+        return text if text.endswith(b"\n") else text + b"\n"
 
     for t in tokens:
         if t == ids.title_open:

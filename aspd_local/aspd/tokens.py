@@ -14,7 +14,7 @@ DEFAULT_SEPARATOR = ": "
 
 @dataclass(frozen=True)
 class AspdTokens:
-    """Ids of the six control tokens (spec section 1) and the title separator."""
+    """Ids of the six control tokens (docs/format.md section 1) and the title separator."""
 
     title_open: int
     title_close: int

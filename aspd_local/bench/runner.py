@@ -117,6 +117,7 @@ def _engine_row(engine: Engine, row: dict, spec: ModeSpec, max_tokens: int, samp
         "text": r.text, "tokens": s.tokens, "decode_calls": s.decode_calls, "wall_s": round(s.wall_s - s.prompt_s, 5),
         "prompt_s": round(s.prompt_s, 5), "decode_s": round(s.decode_s, 5), "blocks": s.blocks,
         "branches": s.branches, "repeated_titles": s.repeated_titles, "finish_reason": r.finish_reason,
+        "titles": [list(b.titles) for b in r.blocks],
         "batch_sizes": {str(k): v for k, v in sorted(s.batch_sizes.items())},
         "overhead_ms_per_step": round(s.overhead_ms_per_step, 4),
         "draft_tokens": s.draft_tokens, "accepted_draft_tokens": s.accepted_draft_tokens,

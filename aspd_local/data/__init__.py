@@ -1,2 +1,2 @@
 """The ASPD data pipeline (issue 4): prompts, the base model's own answers, extraction of parallel
-segments, validation, and training rows (aspd-format.md sections 2-4)."""
+segments, validation, and training rows (docs/format.md sections 2-4)."""

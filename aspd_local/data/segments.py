@@ -1,4 +1,4 @@
-"""An answer as segments: serial text and parallel blocks of titled branches (aspd-format.md 2 and 4).
+"""An answer as segments: serial text and parallel blocks of titled branches (docs/format.md sections 2 and 4).
 
 JSON form (the training-row format): ``{"type": "serial", "text": ...}`` and
 ``{"type": "block", "branches": [{"title": ..., "content": ...}, ...]}``.
@@ -40,7 +40,7 @@ Segment = Serial | Block
 
 
 def render(segments: list[Segment]) -> str:
-    """The text a user sees: serial texts and branch contents in order (spec section 4)."""
+    """The text a user sees: serial texts and branch contents in order (docs/format.md section 4)."""
     parts = []
     for s in segments:
         if isinstance(s, Serial):

@@ -1,4 +1,4 @@
-"""The hybrid serial-parallel decoder (spec section 6) in three modes, as a step function.
+"""The hybrid serial-parallel decoder (docs/format.md section 6) in three modes, as a step function.
 
 - ``ar``: control tokens masked; the model answers as a plain autoregressive model.
 - ``sequential``: the serial-parallel structure, branches decoded one after another.
@@ -90,7 +90,7 @@ class Stream:
     head: list[int] = field(default_factory=list)  # tokens before the stream's own, for draft contexts
     index: int | None = None  # branch number (None: serial text)
     cap: int = 0  # branch: content tokens at most
-    prefix: list[int] = field(default_factory=list)  # branch: the forced <|branch|> title <|/title|> tokens
+    prefix: list[int] = field(default_factory=list)  # branch: <|branch|> + tokens of (title + sep.)
     margins: list[float | None] = field(default_factory=list)  # branch: per decoded token (None when forced)
     next_token: int | None = None
     margin: float | None = None
@@ -335,7 +335,7 @@ class HybridDecoder:
             if s.phase == Phase.TITLE and tok == aspd.title_close:
                 key = title_key(self.model.detokenize(cur_title))
                 if key in title_keys:
-                    # Titles are unique within a block (spec section 2); a branch under a repeated title
+                    # Titles are unique within a block (docs/format.md section 2); a branch under a repeated title
                     # would decode its sibling's text again. The model is done listing: take the repeated
                     # title back and open the block with the titles before it.
                     self._retract(s, len(cur_title) + 1)
@@ -542,6 +542,11 @@ class HybridDecoder:
             tail = b.stops.feed(tail) + b.stops.flush()
         if tail:
             yield BranchDelta(block, b.index, tail)
+        if not b.text.text.endswith("\n") and not (b.stops is not None and b.stops.stopped):
+            # a branch cut short (its budget, the context) still ends its line: the joined block reads as
+            # one item per line (docs/format.md, rendering); display only, no token is added
+            b.text.parts.append(b"\n")
+            yield BranchDelta(block, b.index, "\n")
         yield BranchEnd(block, b.index, b.text.text if b.stops is None else _cut(b), b.reason)
 
     # -- result ---------------------------------------------------------------

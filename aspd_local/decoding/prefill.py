@@ -1,6 +1,6 @@
 """Decoding a known token stream into a lane's home sequence: prompts, and histories that hold ASPD blocks.
 
-A history with blocks is laid out exactly as the engine produced it (spec section 3): branches get
+A history with blocks is laid out exactly as the engine produced it (docs/format.md section 3): branches get
 sequence ids of their own and positions P + 1 + j, then are joined into the home sequence. Prompts are
 decoded in chunks of at most ``chunk`` tokens a step, so a long prompt does not stall other requests.
 """

@@ -1,4 +1,4 @@
-"""Verifying draft trees in one ``llama_decode`` (spec suffix-decoding.md section 3).
+"""Verifying draft trees in one ``llama_decode`` (docs/suffix-decoding.md sections 3-4).
 
 Each leaf path of a tree gets its own sequence id, forked from the sequence the tree continues
 (0 for serial text, the branch's id inside a block); every draft node goes into the batch once, at

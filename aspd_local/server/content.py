@@ -1,7 +1,7 @@
 """From engine events to what a client sees: the rendered answer as content deltas, plus the branch
 events of the ``aspd`` extension field, with stop strings cut out.
 
-Content follows the engine's rendered text (spec section 4): serial text as it is decoded; the first
+Content follows the engine's rendered text (docs/format.md section 4): serial text as it is decoded; the first
 branch of a block as it is decoded (it comes first in the answer); the other branches' texts, in title
 order, when the block joins. So the content deltas concatenate to ``Result.text`` (cut at the first stop
 string). Every branch's text also streams live in the extension events.

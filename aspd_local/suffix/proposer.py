@@ -1,4 +1,4 @@
-"""Proposing a speculation tree (spec suffix-decoding.md section 2).
+"""Proposing a speculation tree (docs/suffix-decoding.md section 2).
 
 For every match length p of the context's suffix in an index, a tree grows best-first from the
 matched node by path probability D(child) = D(parent) * count(child) / count(parent), up to

