@@ -20,8 +20,9 @@ The independent set is written by hand, not by the training prompt generator
   Nigeria.", "Summarize the three laws of motion in one sentence.").
 
 The training prompts are every prompt file the pipeline answered to build the delta's training rows
-(``docs/aspd-pipeline.md``): ``prompts_train.jsonl`` (400) and ``prompts_train_extra.jsonl`` (320) in
-``models/aspd-gemma3-270m/data``; ``train.jsonl`` keeps a subset of them. Where those files are missing
+(``docs/aspd-pipeline.md``): ``prompts_train.jsonl`` (400), ``prompts_train_extra.jsonl`` (320) and, once
+written, ``prompts_train_more.jsonl`` (1,999) in ``models/aspd-gemma3-270m/data``; ``train.jsonl`` keeps a
+subset of them. Where those files are missing
 they are regenerated as ``python -m aspd_local data prompts --extra 320`` writes them
 (``build_prompt_sets(seed=0, n_train=400)``, ``extra_prompts(train, 320, seed=0)``). The generator's
 held-out evaluation prompts and the few-shot example turns the base model saw while writing the training
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 from collections import Counter
@@ -49,17 +49,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aspd_local.data import paths  # noqa: E402
+from aspd_local.data.overlap import NEAR_DUPLICATE, jaccard, words  # noqa: E402  (what `data build` drops by)
 
 INDEPENDENT = ROOT / "benchmarks" / "independent_prompts.jsonl"
 NS = (3, 4, 5, 8)
-NEAR_DUPLICATE = 0.8
 SEED, N_TRAIN, N_EXTRA = 0, 400, 320  # as docs/aspd-pipeline.md runs `data prompts --extra 320`
-
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("\u2019", "'"))
 
 
 def normalized(text: str) -> str:
@@ -68,10 +62,6 @@ def normalized(text: str) -> str:
 
 def ngrams(ws: list[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(ws[i:i + n]) for i in range(len(ws) - n + 1)}
-
-
-def jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -83,9 +73,11 @@ def load_independent(path: Path = INDEPENDENT) -> list[dict]:
 
 
 def load_training(data_dir: Path = paths.DATA_DIR) -> tuple[list[dict], str]:
-    """The training prompts (training + extra) and where they came from."""
+    """The training prompts (training + extra, and the issue-13 prompts where written) and where they came from."""
     files = [data_dir / paths.TRAIN_PROMPTS, data_dir / paths.EXTRA_PROMPTS]
     if all(f.exists() for f in files):
+        if (data_dir / paths.MORE_PROMPTS).exists():
+            files.append(data_dir / paths.MORE_PROMPTS)
         rows = [r for f in files for r in read_rows(f)]
         return rows, " + ".join(str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f) for f in files)
     from aspd_local.data.prompts import build_prompt_sets, extra_prompts

@@ -70,7 +70,7 @@ def test_kinds_categories_and_counts_are_valid(rows):
 def test_no_training_prompt_is_copied(rows):
     ov = _overlap_module()
     training, _ = ov.load_training()  # the stored prompt files, or regenerated (under a second)
-    assert len(training) == 720
+    assert len(training) >= 720  # 400 + 320, and the issue-13 prompts once written
     rep = ov.compare([r["prompt"] for r in rows], [t["prompt"] for t in training], top=1)
     assert rep["exact_duplicates"] == 0, rep["exact_duplicate_prompts"]
     assert rep["near_duplicates"] == [], rep["near_duplicates"]

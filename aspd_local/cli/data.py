@@ -3,58 +3,113 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
+from .checks import CliParser, base_name, existing_file, gguf_file, integer, number
+
 
 def add_parser(sub) -> None:
-    from ..data import paths
+    from ..data.prompts import build_prompt_sets
 
+    defaults = {k: v.default for k, v in inspect.signature(build_prompt_sets).parameters.items()}
     p = sub.add_parser("data", help="build ASPD training data from the base model's own answers")
-    p.add_argument("--dir", default=str(paths.DATA_DIR), help=f"data directory (default: {paths.DATA_DIR})")
+    _base_option(p)
     stages = p.add_subparsers(dest="stage", required=True)
 
     s = stages.add_parser("prompts", help="write the training and evaluation prompt sets")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--n-train", type=int, default=400)
-    s.add_argument("--extra", type=int, default=0,
+    s.add_argument("--seed", type=integer(), default=defaults["seed"], metavar="N", help="random seed")
+    s.add_argument("--n-train", type=integer(1), default=defaults["n_train"], metavar="N",
+                   help="training prompts")
+    s.add_argument("--extra", type=integer(0), default=0, metavar="N",
                    help="also write N more list-style training prompts (not in the training or evaluation set) "
                         "to DIR/prompts_train_extra.jsonl")
+    s.add_argument("--more", type=integer(0), default=2000, metavar="N",
+                   help="also write N more training prompts (many phrasings, counts 2..7, a fifth serial) to "
+                        "DIR/prompts_train_more.jsonl (0: none; default: %(default)s)")
+    s.add_argument("--independent", type=existing_file, default=None, metavar="PATH",
+                   help="prompts never to train on: those identical or close (token Jaccard >= 0.8) to one are "
+                        "dropped (default: benchmarks/independent_prompts.jsonl, if it exists)")
+    _base_option(s, argparse.SUPPRESS)
     s.set_defaults(func=run_prompts)
 
     s = stages.add_parser("answers", help="answer the training prompts with the base model (resumable)")
-    s.add_argument("--model", default=None, help="GGUF of the base model (default: Gemma 3 270M from PyPI)")
-    s.add_argument("--prompts", default=None, help="prompt file (default: DIR/prompts_train.jsonl)")
+    s.add_argument("--model", type=gguf_file, default=None,
+                   help="GGUF of the base model (default: --base's, from its PyPI package)")
+    s.add_argument("--prompts", type=existing_file, nargs="+", default=None,
+                   help="prompt file(s) (default: every DIR/prompts_train*.jsonl that exists: train, extra, more)")
     s.add_argument("--out", default=None, help="answer file (default: DIR/answers.jsonl)")
-    s.add_argument("--max-tokens", type=int, default=256)
-    s.add_argument("--limit", type=int, default=None, help="answer at most N more prompts")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--max-tokens", type=integer(1), default=200, metavar="N", help="most tokens of an answer")
+    s.add_argument("--limit", type=integer(1), default=None, metavar="N", help="answer at most N more prompts")
+    s.add_argument("--threads", type=integer(1), default=None, metavar="N", help="CPU threads (default: all cores)")
+    s.add_argument("--concurrency", type=integer(1), default=4, metavar="N",
+                   help="requests in flight at once (default: %(default)s)")
+    s.add_argument("--fewshot", choices=("v1", "counted", "none"), default=None,
+                   help="example turns (default: the base's, aspd_local.bases; none: the user's message alone)")
+    s.add_argument("--count-retry", action="store_true",
+                   help="try again (repetition penalty 1.1) an answer whose number of items differs from the number "
+                        "asked (off: measured, it costs more than it gains)")
+    _base_option(s, argparse.SUPPRESS)
     s.set_defaults(func=run_answers)
 
     s = stages.add_parser("build", help="extract, validate and write train.jsonl, stats.json and report.md")
-    s.add_argument("--model", default=None, help="GGUF used to measure branch independence (default: base)")
-    s.add_argument("--answers", default=None, help="answer file (default: DIR/answers.jsonl)")
-    s.add_argument("--threshold", type=float, default=None,
-                   help="nats/token a branch may gain from seeing its siblings before it counts as dependent")
+    s.add_argument("--model", type=gguf_file, default=None,
+                   help="GGUF used to measure branch independence (default: base)")
+    s.add_argument("--answers", type=existing_file, default=None, help="answer file (default: DIR/answers.jsonl)")
+    s.add_argument("--threshold", type=number(), default=None, metavar="X",
+                   help="nats/token a branch may gain from seeing its siblings before it counts as dependent "
+                        "(default: aspd_local.data.build.DEFAULT_INDEPENDENCE_THRESHOLD)")
     s.add_argument("--no-independence", action="store_true", help="skip the model-based independence check")
     s.add_argument("--keep-serial-list-answers", action="store_true",
                    help="keep list-style prompts that the base model answered without structure, as serial rows "
                         "(default: dropped; serial rows come from the serial prompt categories)")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--no-filters", action="store_true",
+                   help="skip the count, duplicate-item and title filters (issue 13)")
+    s.add_argument("--independent", type=existing_file, default=None, metavar="PATH",
+                   help="prompts never to train on (default: benchmarks/independent_prompts.jsonl, if it exists)")
+    s.add_argument("--threads", type=integer(1), default=None, metavar="N", help="CPU threads (default: all cores)")
+    _base_option(s, argparse.SUPPRESS)
     s.set_defaults(func=run_build)
+
+
+def _base_option(p, default=None) -> None:
+    """``--base`` and ``--dir``, before or after the stage (``data --base B answers`` or ``data answers
+    --base B``): the stage's own options default to SUPPRESS so that they do not undo the outer ones."""
+    from ..bases import DEFAULT_BASE
+
+    p.add_argument("--dir", default=default, help="data directory (default: models/aspd-<base>/data)")
+    p.add_argument("--base", type=base_name, default=default if default is not None else DEFAULT_BASE,
+                   metavar="NAME", help="base model (aspd_local.bases): its GGUF answers and measures, and its "
+                                        "data directory is the default --dir")
+
+
+def _data_dir(args) -> Path:
+    from ..bases import get
+
+    return Path(args.dir) if args.dir else get(args.base).data_dir
 
 
 def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _engine(args):
+def _engine(args, n_slots: int = 1):
     from ..engine import Engine
     from ..models import base_model_path
 
-    path = args.model or str(base_model_path(_progress))
-    return Engine(path, n_ctx=2048, n_threads=args.threads, max_branches=2, max_draft_paths=1, speculate="none",
-                  suffix_cache=False)
+    path = args.model or str(base_model_path(_progress, base=args.base))
+    # the example turns (about 700 tokens) are cached once and shared; each slot needs its question and answer
+    return Engine(path, n_ctx=max(2048, 1024 + 512 * n_slots), n_threads=args.threads, max_branches=2,
+                  max_draft_paths=1, speculate="none", suffix_cache=False, n_slots=max(1, n_slots))
+
+
+def _prompt_rows(d: Path, files=None) -> list[dict]:
+    from ..data import paths
+    from ..data.jsonl import read_jsonl
+
+    files = files or [d / f for f in paths.TRAIN_PROMPT_FILES if (d / f).exists()]
+    return [r for f in files for r in read_jsonl(f, required=("id", "prompt", "category"))]
 
 
 def run_prompts(args) -> int:
@@ -63,31 +118,52 @@ def run_prompts(args) -> int:
     from ..data.prompts import build_prompt_sets
 
     train, evals = build_prompt_sets(seed=args.seed, n_train=args.n_train)
-    d = Path(args.dir)
+    d = _data_dir(args)
     write_jsonl(d / paths.TRAIN_PROMPTS, train)
     write_jsonl(d / paths.EVAL_PROMPTS, evals)
     _progress(f"{len(train)} training prompts -> {d / paths.TRAIN_PROMPTS}")
     _progress(f"{len(evals)} evaluation prompts -> {d / paths.EVAL_PROMPTS}")
+    extra = []
     if args.extra:
         from ..data.prompts import extra_prompts
 
         extra = extra_prompts(train, args.extra, seed=args.seed)
         write_jsonl(d / paths.EXTRA_PROMPTS, extra)
         _progress(f"{len(extra)} extra training prompts -> {d / paths.EXTRA_PROMPTS}")
+    if args.more:
+        from ..data.overlap import IndependentSet
+        from ..data.prompts import more_prompts
+
+        if not extra and (d / paths.EXTRA_PROMPTS).exists():  # written before: its prompts are not repeated
+            from ..data.jsonl import read_jsonl
+
+            extra = read_jsonl(d / paths.EXTRA_PROMPTS)
+        more = more_prompts(train + extra, args.more, seed=args.seed)
+        ind = IndependentSet.load(args.independent)
+        more, dropped = ind.split(more)
+        write_jsonl(d / paths.MORE_PROMPTS, more)
+        _progress(f"{len(more)} more training prompts -> {d / paths.MORE_PROMPTS} ({len(dropped)} dropped as "
+                  f"identical or close to one of the {len(ind)} independent evaluation prompts"
+                  + (f": {'; '.join(r['prompt'] for r in dropped[:5])}" if dropped else "") + ")")
     return 0
 
 
 def run_answers(args) -> int:
+    from ..bases import get
     from ..data import paths
     from ..data.answers import AnswerSettings, generate_answers
-    from ..data.jsonl import read_jsonl
 
-    d = Path(args.dir)
-    prompts = read_jsonl(args.prompts or d / paths.TRAIN_PROMPTS, required=("id", "prompt", "category"))
-    engine = _engine(args)
+    d = _data_dir(args)
+    prompts = _prompt_rows(d, args.prompts)
+    settings = AnswerSettings(max_tokens=args.max_tokens, concurrency=args.concurrency,
+                              count_retry=args.count_retry)
+    fewshot = args.fewshot or get(args.base).fewshot  # None: the pipeline's default example turns
+    if fewshot:
+        settings.fewshot = fewshot
+    engine = _engine(args, n_slots=args.concurrency)
     try:
-        res = generate_answers(engine, prompts, args.out or d / paths.ANSWERS,
-                               AnswerSettings(max_tokens=args.max_tokens), limit=args.limit, log=_progress)
+        res = generate_answers(engine, prompts, args.out or d / paths.ANSWERS, settings, limit=args.limit,
+                               log=_progress)
     finally:
         engine.close()
     _progress(f"answers: {res}")
@@ -95,16 +171,22 @@ def run_answers(args) -> int:
 
 
 def run_build(args) -> int:
+    from ..bases import DEFAULT_BASE
     from ..data import paths
     from ..data.build import BuildSettings, build_dataset
     from ..data.jsonl import DataFileError
 
-    d = Path(args.dir)
+    d = _data_dir(args)
     answers = Path(args.answers or d / paths.ANSWERS)
     if not answers.exists():
         raise DataFileError(f"{answers} does not exist (run `python -m aspd_local data answers` first)")
+    from ..data.overlap import IndependentSet
+
     settings = BuildSettings()
     settings.serial_rows_from_list_prompts = args.keep_serial_list_answers
+    settings.filters = not args.no_filters
+    settings.prompts_by_id = {r["id"]: r for r in _prompt_rows(d)}
+    settings.independent = IndependentSet.load(args.independent)
     if args.threshold is not None:
         settings.independence_threshold = args.threshold
     engine = None if args.no_independence else _engine(args)
@@ -113,12 +195,20 @@ def run_build(args) -> int:
     finally:
         if engine is not None:
             engine.close()
+    if args.base != DEFAULT_BASE:  # name the base in the statistics and the report
+        from ..bases import get
+        from ..data.jsonl import write_json, write_text
+        from ..data.report import render_report
+
+        stats["base"] = {"name": args.base, "title": get(args.base).title}
+        write_json(d / paths.STATS, stats)
+        write_text(d / paths.REPORT, render_report(stats))
     _progress(f"{stats['rows']} rows ({stats['parallel_rows']} parallel) -> {d / paths.TRAIN}")
     return 0
 
 
 def main(argv=None) -> int:  # pragma: no cover - for running this module alone
-    p = argparse.ArgumentParser()
+    p = CliParser()
     add_parser(p.add_subparsers(dest="command"))
     args = p.parse_args(argv)
     return args.func(args)

@@ -61,7 +61,9 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     require("train", "train")  # one line naming the extra when its packages are missing
     # idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads slow
-    # a step down by 2-3x (measured); must be set before torch loads
+    # a step down by 2-7x (measured). It must be set before libgomp loads, which llama.cpp does when the
+    # package is imported: aspd_local/__init__.py sets it for `train`; this is for callers of main() that
+    # imported neither yet
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .. import bases
     from ..train.trainer import train

@@ -1,9 +1,17 @@
-"""From answers to training rows: extract, validate, measure independence, write rows and statistics.
+"""From answers to training rows: extract, validate, filter, measure independence, write rows and statistics.
 
 A row whose answer has no parallel structure is a serial row (by default only for prompts of the
 serial categories; see BuildSettings). A row where a block was found but fails a check is dropped
 (not serialised): the training data then never shows the same kind of
 structure both ways, and every rejection is counted with its reason.
+
+Checks, in order (the first reason an answer fails is the one counted):
+1. the prompt is not (nearly) a prompt of the independent evaluation set (``overlap.py``);
+2. the answer was usable when it was written (no loop, not cut, not a copy of an example: ``answers.py``);
+3. the segments render back to the answer, and every block has well-formed branches (``validate.py``);
+4. the layout matches the prompt: a list-style prompt gets a block, a serial prompt none;
+5. the answer ended by itself (not at the token cap), count, duplicate items and titles (``filters.py``);
+6. the branches of every block are independent (``independence.py``; the model, so last).
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ from pathlib import Path
 from ..engine import Engine
 from . import paths
 from .extract import extract
-from .fewshot import messages_for
+from .fewshot import messages_for, shots_named
+from .filters import answer_filter_problems
 from .independence import block_scores
 from .jsonl import Appender, read_jsonl, write_json, write_jsonl, write_text
+from .overlap import IndependentSet
+from .quality import asked_count, list_items
 from .report import render_report
 from .segments import Block, render, to_json
 from .validate import Rules, block_problems, render_problems
@@ -44,11 +55,32 @@ class BuildSettings:
     # dropped by default: kept, it would teach the model to answer list-style prompts serially as
     # often as the 270M base model failed to make a list (about half the time).
     serial_rows_from_list_prompts: bool = False
+    # the prompt rows (their ``count``) by id, for answers written before answer rows carried it
+    prompts_by_id: dict[str, dict] = field(default_factory=dict)
+    # prompts never to train on (the independent evaluation set); None: none
+    independent: IndependentSet | None = None
+    # issue 13: count, duplicate items, titles (filters.py); False: only the checks before issue 13
+    filters: bool = True
+
+
+def asked_of(a: dict, prompts_by_id: dict[str, dict] | None = None) -> int | None:
+    """How many items the answer's prompt asks for: the answer row's ``count``, else its prompt row's (same
+    id and text), else none for a serial category, else read from the prompt's words."""
+    if "count" in a:
+        return a["count"]
+    p = (prompts_by_id or {}).get(a["id"])
+    if p is not None and p.get("prompt") == a["prompt"] and "count" in p:
+        return p["count"]
+    if a["category"].startswith("serial"):
+        return None
+    return asked_count(a["prompt"])
 
 
 def _key(row: dict, titles: list[str] = ()) -> str:
-    """Identifies what a block's scores depend on: prompt, answer and the block's titles."""
-    text = "\0".join([row["prompt"], row["answer"], *titles])
+    """Identifies what a block's scores depend on: prompt, answer, the block's titles, and the example
+    turns before the prompt (named only when not the first set, so older keys stay valid)."""
+    shots = [f"fewshot={row['fewshot']}"] if row.get("fewshot") not in (None, "v1") else []
+    text = "\0".join([row["prompt"], row["answer"], *titles, *shots])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -93,13 +125,24 @@ def build_dataset(answers_path, out_dir, engine: Engine | None, settings: BuildS
     rows: list[dict] = []
     gains: list[float] = []
     kinds: Counter = Counter()
+    by_count: dict[int, Counter] = {}
+    independent_dropped = 0
     t_extract = t_validate = t_score = 0.0
     t0 = time.perf_counter()
     try:
         for i, a in enumerate(answers, 1):
+            if settings.independent is not None and settings.independent.too_close(a["prompt"]):
+                independent_dropped += 1
+                reasons["prompt: near the independent evaluation set"] += 1
+                continue
+            asked = asked_of(a, settings.prompts_by_id)
+            tally = by_count.setdefault(asked, Counter()) if asked is not None else Counter()
+            tally["answers"] += 1
             if a.get("rejected"):
                 reasons[f"answer: {a['rejected']}"] += 1
                 continue
+            tally["usable"] += 1
+            tally["items_match"] += len(list_items(a["answer"])) == asked
             t = time.perf_counter()
             a = even_last_branch(a)
             segs = extract(a["answer"])
@@ -109,6 +152,15 @@ def build_dataset(answers_path, out_dir, engine: Engine | None, settings: BuildS
             blocks = [s for s in segs if isinstance(s, Block)]
             for b in blocks:
                 problems += [f"block: {p}" for p in block_problems(b, tokenize, settings.rules)]
+            serial_prompt = a["category"].startswith("serial")
+            if not problems and not blocks and not settings.serial_rows_from_list_prompts and not serial_prompt:
+                problems.append("serial answer to a list-style prompt")
+            if not problems and blocks and serial_prompt:
+                problems.append("list answer to a serial prompt")
+            if not problems and settings.filters:
+                if a.get("ended") == "length":  # cut by the token cap: a model trained on it runs on
+                    problems.append("filter: token_cap")
+                problems += [f"filter: {p}" for p in answer_filter_problems(a["answer"], segs, asked)]
             t_validate += time.perf_counter() - t
             if not problems and blocks and engine is not None:
                 t = time.perf_counter()
@@ -117,12 +169,10 @@ def build_dataset(answers_path, out_dir, engine: Engine | None, settings: BuildS
                 gains.append(worst)
                 if worst > settings.independence_threshold:
                     problems.append("block: dependent_branches")
-            if not problems and not blocks and not settings.serial_rows_from_list_prompts \
-                    and not a["category"].startswith("serial"):
-                problems.append("serial answer to a list-style prompt")
             if problems:
                 reasons[problems[0]] += 1
                 continue
+            tally["rows"] += 1
             kinds.update(b.kind for b in blocks)
             rows.append({"id": a["id"], "category": a["category"],
                          "messages": [{"role": "user", "content": a["prompt"]}],
@@ -138,6 +188,12 @@ def build_dataset(answers_path, out_dir, engine: Engine | None, settings: BuildS
         assert render_json(r["segments"]) == r["answer"], r["id"]
     write_jsonl(out_dir / paths.TRAIN, rows)
     stats = _stats(answers, rows, reasons, kinds, gains, tokenize, settings)
+    stats["count"] = {str(k): {"answers": v["answers"], "usable": v["usable"], "items_match": v["items_match"],
+                               "rows": v["rows"]} for k, v in sorted(by_count.items())}
+    stats["independent_set"] = {"prompts": len(settings.independent) if settings.independent is not None else 0,
+                                "threshold": settings.independent.threshold if settings.independent else None,
+                                "answers_dropped": independent_dropped}
+    stats["fewshot"] = dict(Counter(a.get("fewshot", "v1") for a in answers))
     stats["seconds"] = {"answers": round(sum(a.get("seconds", 0) for a in answers), 1),
                         "extract": round(t_extract, 2), "validate": round(t_validate, 2),
                         "independence": round(t_score, 1), "build_total": round(time.perf_counter() - t0, 1)}
@@ -168,7 +224,7 @@ def render_json(segments: list[dict]) -> str:
 
 def _worst_gain(engine: Engine, cache: ScoreCache, a: dict, segs) -> float:
     """The largest gain of any branch of any block in the answer (nats/token)."""
-    prompt_tokens = engine.prompt_tokens(messages_for(a["prompt"]))
+    prompt_tokens = engine.prompt_tokens(messages_for(a["prompt"], shots_named(a.get("fewshot"))))
     worst = float("-inf")
     for bi, s in enumerate(segs):
         if not isinstance(s, Block):

@@ -50,15 +50,65 @@ SHOTS: tuple[tuple[str, str], ...] = (
     ("Define a river in one sentence.", "A river is a large natural stream of water that flows into a sea or a lake."),
 )
 
+# Issue 13: the same style, but the examples that ask for a number of items (in digits and in words, 2
+# to 6) answer with exactly that many. The first set (SHOTS) shows a count once ("three primary colors").
+SHOTS_COUNTED: tuple[tuple[str, str], ...] = (
+    SHOTS[0],
+    SHOTS[1],
+    ("Give me 2 tips for keeping shoes clean.",
+     "Here are two tips:\n\n"
+     "- **Brush off the dirt**: let mud dry, then brush it away before it soaks into the material.\n"
+     "- **Use a protective spray**: a water-repellent spray keeps stains from setting in.\n\n"
+     "With these two habits your shoes stay clean for longer."),
+    SHOTS[2],
+    SHOTS[3],
+    ("Name 5 things people take on a picnic.",
+     "Here are five things to take on a picnic:\n\n"
+     "1. **A blanket**: something dry and soft to sit on.\n"
+     "2. **Sandwiches**: easy to pack and to share.\n"
+     "3. **Fresh fruit**: apples, grapes or strawberries keep well outdoors.\n"
+     "4. **Water**: a bottle for everyone, especially on a hot day.\n"
+     "5. **A bag for rubbish**: leave the place as clean as you found it.\n\n"
+     "That is all you need for a relaxed afternoon."),
+    SHOTS[4],
+    SHOTS[5],
+    SHOTS[6],
+    ("What are six benefits of regular exercise?",
+     "Regular exercise has six main benefits:\n\n"
+     "- **Stronger heart**: exercise trains the heart and lowers blood pressure.\n"
+     "- **Better mood**: physical activity releases endorphins that reduce stress.\n"
+     "- **Healthy weight**: it burns calories and builds muscle.\n"
+     "- **Better sleep**: active people fall asleep faster and sleep more deeply.\n"
+     "- **Stronger bones**: walking and lifting keep bones dense as we age.\n"
+     "- **More energy**: a fitter body tires less during the day.\n\n"
+     "Even a short walk every day makes a difference."),
+    SHOTS[8],
+)
+
+# "none": no example turns, the user's message alone in the model's chat template (an instruction-tuned
+# base such as SmolLM2-135M-Instruct, aspd_local.bases)
+FEWSHOT_SETS = {"v1": SHOTS, "counted": SHOTS_COUNTED, "none": ()}
+DEFAULT_FEWSHOT = "counted"  # what new answers are written with (each answer row records its set)
+
 # The model starts a new turn with a line like "### User:" (or a role it invents, "### Student:");
 # the answer is the text before it. Markdown headers ("## Uses") do not end with a colon.
 _TURN = re.compile(r"(?:^|\n)#{2,3} ?[A-Za-z][\w ]{0,20}:[ \t]*(?:\n|$)")
 
 
-def messages_for(prompt: str) -> list[dict]:
+def shots_named(name: str | None) -> tuple[tuple[str, str], ...]:
+    """The example turns of a named set (None: the first set, ``v1``, that every older answer used)."""
+    if name is None:
+        return SHOTS
+    try:
+        return FEWSHOT_SETS[name]
+    except KeyError:
+        raise ValueError(f"unknown few-shot set {name!r} (known: {', '.join(FEWSHOT_SETS)})") from None
+
+
+def messages_for(prompt: str, shots: tuple[tuple[str, str], ...] = SHOTS) -> list[dict]:
     """The chat messages the base model is given to answer ``prompt``."""
     msgs: list[dict] = []
-    for user, assistant in SHOTS:
+    for user, assistant in shots:
         msgs.append({"role": "user", "content": user})
         msgs.append({"role": "assistant", "content": assistant})
     msgs.append({"role": "user", "content": prompt})

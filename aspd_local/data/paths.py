@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "models" / "aspd-gemma3-270m" / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = ROOT / "models" / "aspd-gemma3-270m" / "data"
+# the independent evaluation set (issue 13): never a training prompt (aspd_local/data/overlap.py)
+INDEPENDENT = ROOT / "benchmarks" / "independent_prompts.jsonl"
 
 TRAIN_PROMPTS = "prompts_train.jsonl"
 EVAL_PROMPTS = "prompts_eval.jsonl"
 EXTRA_PROMPTS = "prompts_train_extra.jsonl"
+MORE_PROMPTS = "prompts_train_more.jsonl"  # issue 13: many phrasings, counts 2..7
+TRAIN_PROMPT_FILES = (TRAIN_PROMPTS, EXTRA_PROMPTS, MORE_PROMPTS)  # every training prompt, in this order
 ANSWERS = "answers.jsonl"
 TRAIN = "train.jsonl"
 STATS = "stats.json"

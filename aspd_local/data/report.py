@@ -5,17 +5,27 @@ from __future__ import annotations
 
 def render_report(s: dict) -> str:
     ind = s["independence"]
+    base = (s.get("base") or {}).get("title", "Gemma 3 270M, pretrained")
+    chat_alone = set(s.get("fewshot") or ()) == {"none"}  # an instruct base, asked in its chat template alone
+    asked = ("with the user message alone in its chat template" if chat_alone else
+             "after a few fixed example turns (`aspd_local/data/fewshot.py`; the rows hold the user message alone)")
     lines = [
         "# ASPD training data: statistics",
         "",
         "Built by `python -m aspd_local data build` from the base model's own answers "
         "(`python -m aspd_local data answers`).",
         "",
-        "Method: every training prompt was answered by the base model (Gemma 3 270M, pretrained) through the "
-        "engine, greedy, serial, at most 200 tokens, after a few fixed example turns "
-        "(`aspd_local/data/fewshot.py`; the rows hold the user message alone); an answer that looped or "
-        "copied an example was tried once more with repetition penalty 1.1, then dropped if still bad.",
+        f"Method: every training prompt was answered by the base model ({base}) through the "
+        f"engine, greedy, at most 200-256 tokens, {asked}; an answer that looped or "
+        "copied an example was tried once more with repetition penalty 1.1, then dropped if still bad. "
+        "Answers whose number of top-level items differs from the number the prompt asks for, with a "
+        "duplicate item, or with block titles that repeat, contain one another or are placeholders "
+        "(\"Tip\", \"Reason 2\") are dropped (`aspd_local/data/filters.py`), and so are prompts identical or "
+        "close (token Jaccard >= 0.8) to the independent evaluation set.",
         "",
+        f"- few-shot sets the answers were written with: {s.get('fewshot', {})}",
+        f"- independent evaluation set: {s.get('independent_set', {}).get('prompts', 0)} prompts; answers "
+        f"dropped as too close to one: {s.get('independent_set', {}).get('answers_dropped', 0)}",
         f"- answers kept: {s.get('answers_kept', '?')} of {s['answers']} (how they ended: "
         f"{s.get('answers_ended', {})}; repetition penalty used: {s.get('answers_repeat_penalty', {})})",
         f"- answers: {s['answers']}; training rows: {s['rows']} "
@@ -32,6 +42,19 @@ def render_report(s: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in s["rejections"].items()] or ["| (none) | 0 |"]
+    if s.get("count"):
+        lines += [
+            "",
+            "## Prompts that ask for N items",
+            "",
+            "usable: not rejected when written; N items: the answer has exactly N top-level list items; "
+            "rows: kept after every check.",
+            "",
+            "| N | answers | usable | N items | rows |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [f"| {k} | {v['answers']} | {v['usable']} | {v['items_match']} | {v['rows']} |"
+                  for k, v in s["count"].items()]
     lines += [
         "",
         "## Independence",

@@ -7,6 +7,7 @@ cosine decay, gradient accumulation, checkpoints every N steps, exact resume, se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -243,6 +244,13 @@ def train(data_path, run_dir, recipe: Recipe | None = None, *, base: str | None 
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     recipe = recipe or Recipe()
+    if not base_gguf:  # a registered base: its own ASPD tokens unless the recipe names others
+        from .. import bases
+        from .recipe import DEFAULT_ASPD_TOKENS
+
+        spec = bases.get(base)
+        if recipe.aspd_tokens == DEFAULT_ASPD_TOKENS and spec.aspd_tokens != DEFAULT_ASPD_TOKENS:
+            recipe = dataclasses.replace(recipe, aspd_tokens=spec.aspd_tokens)
     torch.set_num_threads(threads or min(2, os.cpu_count() or 1))
     run_dir = Path(run_dir)
     if not resume and latest_checkpoint(run_dir) is not None:
