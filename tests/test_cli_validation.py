@@ -253,7 +253,9 @@ def test_every_option_is_checked_and_shows_its_default():
             where = f"{' '.join(path)} {name}"
             if name not in FREE_TEXT:
                 assert action.type is not None or action.choices is not None, f"{where} is not checked"
-            if action.default is not None and action.option_strings:
+            if action.default == argparse.SUPPRESS:  # a default that depends on another option: said in words
+                assert "(default: " in (action.help or ""), f"{where}: --help hides its default"
+            elif action.default is not None and action.option_strings:
                 assert "%(default)" in formatter._get_help_string(action), f"{where}: --help hides its default"
 
 

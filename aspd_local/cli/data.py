@@ -81,7 +81,7 @@ def _base_option(p, default=None) -> None:
     p.add_argument("--dir", default=default, help="data directory (default: models/aspd-<base>/data)")
     p.add_argument("--base", type=base_name, default=default if default is not None else DEFAULT_BASE,
                    metavar="NAME", help="base model (aspd_local.bases): its GGUF answers and measures, and its "
-                                        "data directory is the default --dir")
+                                        f"data directory is the default --dir (default: {DEFAULT_BASE})")
 
 
 def _data_dir(args) -> Path:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 
 from ..models import default_model_path
-from .checks import base_name, existing_dir
+from .checks import LazyChoices, base_name, existing_dir
+from .convert import _outtypes
 
 
 def add_parser(sub) -> None:
@@ -21,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--delta", type=existing_dir, default=None, metavar="DIR",
                    help="build this delta (with --out) instead of the base's shipped one")
     p.add_argument("--out", default=None, metavar="FILE.gguf", help="where --delta's model is written")
-    p.add_argument("--outtype", default=None, metavar="TYPE",
+    p.add_argument("--outtype", default=None, choices=LazyChoices(_outtypes), metavar="TYPE",
                    help="weight type of --delta's model (default: the base's, q8_0)")
     p.set_defaults(func=main, check=_check)
 
