@@ -25,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.lora import lora_scale
-
 from .aspd.tokens import DEFAULT_SEPARATOR, ROLES, AspdTokens
 from .errors import AspdLocalError
 
@@ -35,10 +33,6 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 ROWS = "control_rows.safetensors"
 TOKEN_EMBD = "token_embd.weight"
-
-_PEFT_PREFIX = "base_model.model."
-_LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)(?:\.[^.]+)?\.weight$")
-_EMB_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_embedding_A|lora_embedding_B)(?:\.[^.]+)?$")
 
 
 class BuildError(AspdLocalError):
@@ -134,47 +128,23 @@ LORA_LAYOUTS = {
 # -- the LoRA adapter in GGUF terms ----------------------------------------------------------------
 
 class _Lora:
-    """The adapter's deltas, keyed first by HF module name and, once bound to a base, by the GGUF tensor
-    name they are added to."""
+    """The delta's LoRA adapter (``convert.lora.LoraAdapter``: its checks, A/B pairs and scale), bound to the
+    GGUF tensor names of a base."""
 
     def __init__(self, delta_dir: Path):
-        cfg_path = delta_dir / ADAPTER_CONFIG
+        from convert.errors import ConvertError
+        from convert.lora import LoraAdapter
+
         try:
-            self.config = c = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise BuildError(f"cannot read {cfg_path}: {e}") from None
-        if not isinstance(c, dict):
-            raise BuildError(f"{cfg_path} is not an adapter configuration")
-        if c.get("peft_type", "LORA") != "LORA":
-            raise BuildError(f"{delta_dir}: only LoRA adapters can be merged (this one is {c.get('peft_type')})")
-        if c.get("use_dora"):
-            raise BuildError(f"{delta_dir}: DoRA adapters are not supported")
-        if c.get("bias", "none") != "none":
-            raise BuildError(f"{delta_dir}: LoRA adapters with trained biases (bias={c['bias']!r}) are not supported")
-        self.fan_in_fan_out = bool(c.get("fan_in_fan_out"))
+            self.adapter = LoraAdapter(delta_dir)
+        except ConvertError as e:
+            raise BuildError(str(e)) from None
+        if self.adapter.replacements:
+            key = next(iter(self.adapter.replacements))
+            raise BuildError(f"{delta_dir / ADAPTER_WEIGHTS}: {key} is not a LoRA weight (whole tensors saved "
+                             "with the adapter, modules_to_save, are not supported)")
         self.dir = delta_dir
-        pairs: dict[str, dict[str, np.ndarray]] = {}
-        self.embedding: set[str] = set()
-        for key, value in read_safetensors(delta_dir / ADAPTER_WEIGHTS).items():
-            k = key[len(_PEFT_PREFIX):] if key.startswith(_PEFT_PREFIX) else key
-            m = _LORA_KEY.match(k) or _EMB_KEY.match(k)
-            if m is None:
-                raise BuildError(f"{delta_dir / ADAPTER_WEIGHTS}: {key} is not a LoRA weight (whole tensors saved "
-                                 "with the adapter, modules_to_save, are not supported)")
-            if m["part"].startswith("lora_embedding"):
-                self.embedding.add(m["module"])
-            pairs.setdefault(m["module"], {})[m["part"][-1]] = value
-        self.modules: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for module, ab in pairs.items():
-            if set(ab) != {"A", "B"}:
-                raise BuildError(f"{delta_dir}: LoRA weights of {module} are incomplete (have {sorted(ab)})")
-            a, b = ab["A"], ab["B"]
-            if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
-                raise BuildError(f"{delta_dir}: LoRA weights of {module} do not fit each other "
-                                 f"(A {tuple(a.shape)}, B {tuple(b.shape)})")
-            self.modules[module] = (a, b)
-        if not self.modules:
-            raise BuildError(f"{delta_dir}: the adapter holds no weights")
+        self.modules = {module: (a, b) for module, a, b in self.adapter.pairs.values()}
         self.pairs: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
 
     def bind(self, arch: str, n_blocks: int, hp: dict) -> None:
@@ -197,21 +167,14 @@ class _Lora:
             self.pairs[gguf_name] = (module, a, b)
 
     def delta_shape(self, module: str, a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
-        if module in self.embedding:
-            return (a.shape[1], b.shape[0])
-        shape = (b.shape[0], a.shape[1])
-        return shape[::-1] if self.fan_in_fan_out else shape
+        return self.adapter.delta_shape(module, a, b)
 
     def apply(self, name: str, data: np.ndarray) -> np.ndarray:
+        """The base tensor ``name`` (a GGUF name) with the adapter merged in, rows in llama.cpp's order."""
         entry = self.pairs.get(name)
         if entry is None:
             return data
-        module, a, b = entry
-        delta = b.astype(np.float32) @ a.astype(np.float32)
-        if module in self.embedding or self.fan_in_fan_out:
-            delta = delta.T
-        delta = self.layout(name, delta, self.hp)
-        return data + np.float32(lora_scale(self.config, module, a.shape[0])) * delta
+        return data + self.layout(name, self.adapter.delta(entry[0] + ".weight"), self.hp)
 
 
 # -- the build -------------------------------------------------------------------------------------

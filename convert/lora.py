@@ -60,7 +60,11 @@ class LoraAdapter:
         for module, ab in pairs.items():
             if set(ab) != {"A", "B"}:
                 raise ConvertError(f"{self.dir}: LoRA weights of {module} are incomplete (have {sorted(ab)})")
-            self.pairs[module + ".weight"] = (module, ab["A"], ab["B"])
+            a, b = ab["A"], ab["B"]
+            if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
+                raise ConvertError(f"{self.dir}: LoRA weights of {module} do not fit each other "
+                                   f"(A {tuple(a.shape)}, B {tuple(b.shape)})")
+            self.pairs[module + ".weight"] = (module, a, b)
         if not self.pairs and not self.replacements:
             raise ConvertError(f"{self.dir}: the adapter holds no weights")
 
@@ -72,7 +76,7 @@ class LoraAdapter:
                 raise ConvertError(f"the LoRA adapter in {self.dir} does not match the base model: "
                                    f"the base has no {name}")
             shape = ckpt.shape(name)
-            expected = self._delta_shape(module, a, b)
+            expected = self.delta_shape(module, a, b)
             if tuple(shape) != expected:
                 raise ConvertError(f"the LoRA adapter in {self.dir} does not match the base model: {name} is "
                                    f"{tuple(shape)} in the base, the adapter was trained on {expected}")
@@ -84,7 +88,8 @@ class LoraAdapter:
                 raise ConvertError(f"the LoRA adapter in {self.dir} does not match the base model: {name} is "
                                    f"{tuple(ckpt.shape(name))} in the base, {tuple(value.shape)} in the adapter")
 
-    def _delta_shape(self, module: str, a: np.ndarray, b: np.ndarray) -> tuple[int, ...]:
+    def delta_shape(self, module: str, a: np.ndarray, b: np.ndarray) -> tuple[int, ...]:
+        """The shape of the base tensor that ``module``'s A and B adapt."""
         if module in self.embedding_modules:
             return (a.shape[1], b.shape[0])
         shape = (b.shape[0], a.shape[1])
@@ -94,18 +99,23 @@ class LoraAdapter:
     def scale(self, module: str, rank: int) -> float:
         return lora_scale(self.config, module, rank)
 
-    def apply(self, name: str, data: np.ndarray) -> np.ndarray:
-        """The base tensor ``name`` with this adapter merged in."""
-        if name in self.replacements:
-            data = self.replacements[name].astype(np.float32)
+    def delta(self, name: str) -> np.ndarray | None:
+        """``s * B @ A`` in the orientation of the base tensor ``name`` (None where nothing adapts it)."""
         entry = self.pairs.get(name)
         if entry is None:
-            return data
+            return None
         module, a, b = entry
         delta = b.astype(np.float32) @ a.astype(np.float32)
         if module in self.embedding_modules or self.fan_in_fan_out:
             delta = delta.T
-        return data + np.float32(self.scale(module, a.shape[0])) * delta
+        return np.float32(self.scale(module, a.shape[0])) * delta
+
+    def apply(self, name: str, data: np.ndarray) -> np.ndarray:
+        """The base tensor ``name`` with this adapter merged in."""
+        if name in self.replacements:
+            data = self.replacements[name].astype(np.float32)
+        delta = self.delta(name)
+        return data if delta is None else data + delta
 
 
 def lora_scale(config: dict, module: str, rank: int) -> float:

@@ -27,7 +27,7 @@ from aspd_local.train.base import float_model_dir, load_float_model  # noqa: E40
 from aspd_local.train.lm import AspdLM  # noqa: E402
 from aspd_local.train.mask import collate  # noqa: E402
 from conftest import make_engine  # noqa: E402
-from test_train_serving import ROW, TOL, _engine_run, _predecessor_rows  # noqa: E402
+from test_train_serving import ROW, TOL, _engine_run, _engine_vs_torch, _predecessor_rows  # noqa: E402
 
 SMOL = bases.get("smollm2-135m")
 if not SMOL.installed():
@@ -89,11 +89,7 @@ def test_torch_logits_with_training_mask_equal_engine_logits(engine, lm, served)
     with torch.no_grad():
         logits = lm.logits(batch)[0].numpy()
     rows = _predecessor_rows(enc, engine.aspd)
-    worst = 0.0
-    for key, n, got in seen:
-        want = logits[rows[(key, n)]]
-        assert int(np.argmax(got)) == int(np.argmax(want)), (key, n)
-        worst = max(worst, float(np.max(np.abs(got - want))))
+    worst = _engine_vs_torch(seen, logits, rows)
     assert len(seen) == len(rows) > 60
     assert worst < TOL, worst
     # the comparison has teeth: with branches seeing their siblings, the last branch's logits move by units
@@ -163,6 +159,6 @@ def test_delta_built_without_torch_on_llama(tmp_path, smol_f16, hf_dir, engine):
     with torch.no_grad():
         logits = lm_built.logits(batch)[0].numpy()
     rows = _predecessor_rows(enc, ids)
-    worst = max(float(np.max(np.abs(got - logits[rows[(key, n)]]))) for key, n, got in seen)
+    worst = _engine_vs_torch(seen, logits, rows)
     assert len(seen) == len(rows) > 60
     assert worst < TOL, worst

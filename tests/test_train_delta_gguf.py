@@ -4,7 +4,6 @@ mask, on the structured sequence of test_train_serving."""
 
 import hashlib
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,7 +16,7 @@ from aspd_local.train.export import build_gguf
 from aspd_local.train.lm import AspdLM
 from aspd_local.train.mask import collate
 from conftest import make_engine
-from test_train_serving import ROW, TOL, _engine_run, _predecessor_rows
+from test_train_serving import ROW, TOL, _engine_run, _engine_vs_torch, _predecessor_rows
 
 DELTA = DEFAULT_DELTA_DIR
 
@@ -51,10 +50,7 @@ def test_delta_gguf_serves_the_trained_model(delta_gguf):
     with torch.no_grad():
         logits = lm.logits(batch)[0].numpy()
     rows = _predecessor_rows(enc, e.aspd)
-    worst = 0.0
-    for key, n, got in seen:
-        want = logits[rows[(key, n)]]
-        assert int(np.argmax(got)) == int(np.argmax(want)), (key, n)
-        worst = max(worst, float(np.max(np.abs(got - want))))
+    worst = _engine_vs_torch(seen, logits, rows)
+    assert len(seen) == len(rows) > 60
     assert worst < TOL, worst
     print(f"\n{len(seen)} positions, same top-1, max abs logit difference {worst:.4f}")

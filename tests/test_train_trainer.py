@@ -13,7 +13,7 @@ from aspd_local.build import load_manifest
 from aspd_local.train.delta import apply_delta, save_delta
 from aspd_local.train.lm import AspdLM
 from aspd_local.train.mask import collate
-from aspd_local.train.recipe import Recipe
+from aspd_local.train.recipe import Recipe, compute_dtype
 from aspd_local.train.trainer import Trainer, lr_factor, plan_steps
 
 A = AspdTokens(1, 2, 3, 4, 5, 6)
@@ -137,6 +137,23 @@ def test_resume_continues_exactly(tmp_path):
     other = _trainer(tmp_path / "b", tiny_gemma(), steps_recipe=Recipe(epochs=3, dtype="float32", lora_r=4))
     with pytest.raises(Exception, match="another recipe"):
         other.resume()
+
+
+def test_auto_dtype_is_recorded_as_what_it_resolved_to(tmp_path):
+    """"auto" never reaches a checkpoint: the run records the dtype it computed in, and resumes under
+    "auto" or under that name alike; another dtype refuses."""
+    kw = dict(epochs=2, grad_accum=2, lora_r=4, lora_alpha=8, seed=3)
+    concrete = compute_dtype("auto")
+    assert concrete in ("bfloat16", "float32") and compute_dtype("float32") == "float32"
+    first = _trainer(tmp_path, tiny_gemma(), steps_recipe=Recipe(dtype="auto", **kw), save_every=1)
+    assert first.recipe.dtype == concrete and first.dtype == getattr(torch, concrete)
+    first.run(max_steps=1)
+    for name in ("auto", concrete):
+        again = _trainer(tmp_path, tiny_gemma(), steps_recipe=Recipe(dtype=name, **kw))
+        assert again.resume() and again.step == 1
+    other = "float32" if concrete == "bfloat16" else "bfloat16"
+    with pytest.raises(Exception, match="another recipe"):
+        _trainer(tmp_path, tiny_gemma(), steps_recipe=Recipe(dtype=other, **kw)).resume()
 
 
 def test_delta_round_trip(tmp_path):

@@ -45,8 +45,9 @@ def add_parser(sub) -> None:
                    help="rows with a parallel block also appear once as plain serial text (same style in `ar` mode)")
     p.add_argument("--lora-r", type=integer(1), default=d.lora_r, metavar="N", help="LoRA rank")
     p.add_argument("--lora-alpha", type=integer(1), default=d.lora_alpha, metavar="N", help="LoRA alpha")
-    p.add_argument("--dtype", default=d.dtype, choices=["bfloat16", "float32"],
-                   help="compute type of the frozen base model")
+    p.add_argument("--dtype", default=d.dtype, choices=["auto", "bfloat16", "float32"],
+                   help="compute type of the frozen base model; auto: bfloat16 on a GPU or a CPU with native "
+                        "bfloat16, else float32")
     p.add_argument("--seed", type=integer(), default=d.seed, metavar="N", help="random seed")
     p.add_argument("--save-every", type=integer(1), default=25, metavar="N",
                    help="checkpoint every N optimizer steps")

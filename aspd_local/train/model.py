@@ -6,7 +6,7 @@ import torch
 
 from .base import TrainError, load_float_model
 from .lm import AspdLM
-from .recipe import Recipe
+from .recipe import Recipe, compute_dtype
 
 
 def lora_config(recipe: Recipe):
@@ -20,9 +20,9 @@ def build_trainable(hf_dir, recipe: Recipe, control_ids, model=None) -> tuple[As
     """(the ASPD training wrapper, the peft model holding the adapter). ``model`` may be given already loaded."""
     from peft import get_peft_model
 
-    dtype = getattr(torch, recipe.dtype, None)
+    dtype = getattr(torch, compute_dtype(recipe.dtype), None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TrainError(f"unknown compute dtype {recipe.dtype!r} (use bfloat16 or float32)")
+        raise TrainError(f"unknown compute dtype {recipe.dtype!r} (use auto, bfloat16 or float32)")
     base = model if model is not None else load_float_model(hf_dir, dtype=dtype)
     base = base.to(dtype)
     try:

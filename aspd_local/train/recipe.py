@@ -28,7 +28,8 @@ class Recipe:
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = LORA_TARGETS
     max_grad_norm: float = 1.0
-    dtype: str = "bfloat16"  # compute dtype of the frozen base (LoRA and rows keep float32 masters)
+    # compute dtype of the frozen base (LoRA and rows keep float32 masters); "auto": see compute_dtype
+    dtype: str = "auto"
     seed: int = 0
     aspd_tokens: str = DEFAULT_ASPD_TOKENS
     loss_chunk: int = 256
@@ -47,8 +48,25 @@ class Recipe:
             kw["lora_targets"] = tuple(kw["lora_targets"])
         return cls(**kw)
 
-    # what must not change when a run is resumed
+    # what must not change when a run is resumed (``train`` records the dtype "auto" resolved to)
     def fingerprint(self) -> dict:
         d = self.to_dict()
         d.pop("extra", None)
         return d
+
+
+def compute_dtype(name: str) -> str:
+    """The compute dtype a recipe's ``dtype`` stands for. "auto" is bfloat16 where the hardware multiplies
+    it natively (a CUDA GPU, or a CPU with AVX512-BF16/AMX as oneDNN reports it) and float32 elsewhere:
+    on an AVX2 CPU, torch's bfloat16 product of the loss gradient with the 262k-row output matrix ran 170
+    times slower than float32 (docs/aspd-pipeline.md, section 5)."""
+    if name != "auto":
+        return name
+    import torch
+
+    fast = torch.cuda.is_available()
+    try:
+        fast = fast or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        pass
+    return "bfloat16" if fast else "float32"

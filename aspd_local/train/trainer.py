@@ -27,7 +27,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import TrainSet, load_train_set, rows_digest
 from .mask import collate
 from .model import build_trainable, trainable_tensors
-from .recipe import Recipe
+from .recipe import Recipe, compute_dtype
 
 LOG = "log.jsonl"
 
@@ -85,6 +85,7 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     def __init__(self, train_set: TrainSet, hf_dir, ids: AspdTokens, recipe: Recipe, run_dir, *,
                  save_every: int = 25, progress: bool = True, meta: dict | None = None, model=None):
+        recipe = dataclasses.replace(recipe, dtype=compute_dtype(recipe.dtype))
         self.data, self.ids, self.recipe = train_set, ids, recipe
         self.run_dir = Path(run_dir)
         self.save_every = save_every
@@ -244,6 +245,7 @@ def train(data_path, run_dir, recipe: Recipe | None = None, *, base: str | None 
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     recipe = recipe or Recipe()
+    recipe = dataclasses.replace(recipe, dtype=compute_dtype(recipe.dtype))
     if not base_gguf:  # a registered base: its own ASPD tokens unless the recipe names others
         from .. import bases
         from .recipe import DEFAULT_ASPD_TOKENS
