@@ -18,12 +18,14 @@ import math
 import sys
 from pathlib import Path
 
-# check -> (per-answer key in checks[mode]["rows"], higher is better, restricted to list-style prompts)
+# check -> (per-answer key in checks[mode]["rows"], higher is better, the prompts it applies to)
 CHECKS = {
-    "count_fidelity": ("count_ok", True, True),
-    "duplicate_items": ("duplicate_items", False, False),
-    "loops": ("loops", False, False),
-    "runaway": ("runaway", False, False),
+    "count_fidelity": ("count_ok", True, "list"),
+    "duplicate_items": ("duplicate_items", False, "all"),
+    "loops": ("loops", False, "all"),
+    "runaway": ("runaway", False, "all"),
+    "blocks_on_list_style": ("blocks", True, "list"),
+    "blocks_on_serial": ("blocks", False, "serial"),
 }
 # issue 13's targets for the default model in `parallel` mode
 TARGETS = {"count_fidelity": (">=", 0.85), "duplicate_items": ("<=", 0.02), "loops": ("<=", 0.02),
@@ -40,13 +42,15 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def paired(a_rows: list[dict], b_rows: list[dict], key: str, higher: bool, list_only: bool) -> dict:
-    """Prompts where only A, or only B, passes the check (both answered, the check applies)."""
+def paired(a_rows: list[dict], b_rows: list[dict], key: str, higher: bool, scope: str) -> dict:
+    """Prompts where only A, or only B, passes the check (both answered, the check applies: ``scope`` is
+    "all", "list" (list-style prompts) or "serial")."""
     a = {r["id"]: r for r in a_rows}
     only_a = only_b = n = 0
     for r in b_rows:
         other = a.get(r["id"])
-        if other is None or (list_only and r["serial"]) or r[key] is None or other[key] is None:
+        if (other is None or (scope == "list" and r["serial"]) or (scope == "serial" and not r["serial"])
+                or r[key] is None or other[key] is None):
             continue
         n += 1
         pa, pb = bool(other[key]) == higher, bool(r[key]) == higher  # passes the check
@@ -67,21 +71,22 @@ def compare(current: dict, candidate: dict, mode: str = "parallel") -> dict:
     rows_a, rows_b = current["checks"][mode]["rows"], candidate["checks"][mode]["rows"]
     out = {"mode": mode, "checks": {}, "speed_parallel_vs_ar": {"current": speed(current),
                                                                   "candidate": speed(candidate)}}
-    for check, (key, higher, list_only) in CHECKS.items():
+    for check, (key, higher, scope) in CHECKS.items():
         a, b = ha[mode][check], hb[mode][check]
         entry = {"current": a, "candidate": b, "better": None if a == b else (b > a) == higher}
-        entry.update(paired(rows_a, rows_b, key, higher, list_only))
+        entry.update(paired(rows_a, rows_b, key, higher, scope))
         out["checks"][check] = entry
-    for check, higher in (("distinct_2", True), ("blocks_on_list_style", True), ("blocks_on_serial", False)):
-        a, b = ha[mode][check], hb[mode][check]
-        out["checks"][check] = {"current": a, "candidate": b, "better": None if a == b else (b > a) == higher}
-    # the candidate's parallel against its own ar, check by check (issue 13: parallel at least as good)
+    a, b = ha[mode]["distinct_2"], hb[mode]["distinct_2"]
+    out["checks"]["distinct_2"] = {"current": a, "candidate": b, "better": None if a == b else b > a}
+    # the candidate's parallel against its own ar on the answer checks (issue 13: parallel at least as
+    # good); blocks are what parallel mode adds, so they have no ar counterpart
     if "ar" in hb:
+        answer_checks = {c: higher for c, (key, higher, _) in CHECKS.items() if key != "blocks"}
         out["candidate_parallel_vs_ar"] = {
             check: {"ar": hb["ar"][check], mode: hb[mode][check],
                     "at_least_as_good": (hb[mode][check] >= hb["ar"][check]) == higher
                     or hb[mode][check] == hb["ar"][check]}
-            for check, (_, higher, _) in {**CHECKS, "distinct_2": (None, True, False)}.items()}
+            for check, higher in {**answer_checks, "distinct_2": True}.items()}
     out["targets"] = {check: {"want": f"{op} {v}", "candidate": hb[mode][check],
                               "met": hb[mode][check] is not None and (hb[mode][check] >= v if op == ">=" else hb[mode][check] <= v)}
                       for check, (op, v) in TARGETS.items()}

@@ -61,6 +61,21 @@ def test_compare_counts_the_prompts_only_one_model_gets_right(cc):
     assert c["targets"]["blocks_on_serial"]["met"] is True and c["targets"]["blocks_on_list_style"]["met"] is True
 
 
+def test_blocks_are_paired_on_their_own_prompts(cc):
+    """Blocks on list-style prompts count the four list prompts, blocks on serial prompts the serial one."""
+    current = report({"p0": GOOD, "p1": GOOD, "p2": GOOD, "p3": GOOD})
+    candidate = report({"p0": GOOD, "p1": GOOD, "p2": GOOD, "p3": GOOD}, blocks=0)
+    c = cc.compare(current, candidate)
+    lst, ser = c["checks"]["blocks_on_list_style"], c["checks"]["blocks_on_serial"]
+    assert (lst["current"], lst["candidate"], lst["better"]) == (1.0, 0.0, False)
+    assert (lst["prompts"], lst["only_current"], lst["only_candidate"]) == (4, 4, 0)
+    assert lst["p"] == pytest.approx(2 / 16)
+    assert (ser["prompts"], ser["only_current"], ser["only_candidate"], ser["better"]) == (1, 0, 0, None)
+    # parallel vs its own ar compares answers, not blocks (ar opens none)
+    assert set(c["candidate_parallel_vs_ar"]) == {"count_fidelity", "duplicate_items", "loops", "runaway",
+                                                   "distinct_2"}
+
+
 def test_cli_refuses_reports_of_other_prompts(cc, tmp_path, capsys):
     a, b = report({}), report({})
     b["prompts_file"] = "other.jsonl"
