@@ -144,7 +144,6 @@ class _Lora:
             raise BuildError(f"{delta_dir / ADAPTER_WEIGHTS}: {key} is not a LoRA weight (whole tensors saved "
                              "with the adapter, modules_to_save, are not supported)")
         self.dir = delta_dir
-        self.modules = {module: (a, b) for module, a, b in self.adapter.pairs.values()}
         self.pairs: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
 
     def bind(self, arch: str, n_blocks: int, hp: dict) -> None:
@@ -155,9 +154,10 @@ class _Lora:
         self.hp = hp
         arch_enum = next(a for a, n in MODEL_ARCH_NAMES.items() if n == arch)
         # name layers the base may lack too, so that such an adapter is refused as not fitting the base
-        layers = [int(m[1]) for module in self.modules if (m := re.search(r"\.(\d+)\.", module))]
+        modules = self.adapter.pairs.values()  # (HF module name, A, B)
+        layers = [int(m[1]) for module, _, _ in modules if (m := re.search(r"\.(\d+)\.", module))]
         names = TensorNameMap(arch_enum, max([n_blocks] + [i + 1 for i in layers]))
-        for module, (a, b) in self.modules.items():
+        for module, a, b in modules:
             gguf_name = names.get_name(module + ".weight", try_suffixes=(".weight",))
             if gguf_name is None:
                 raise BuildError(f"the LoRA adapter in {self.dir} adapts {module}, which has no place in a "
@@ -165,9 +165,6 @@ class _Lora:
             if gguf_name in self.pairs:
                 raise BuildError(f"the LoRA adapter in {self.dir} adapts {gguf_name} twice")
             self.pairs[gguf_name] = (module, a, b)
-
-    def delta_shape(self, module: str, a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
-        return self.adapter.delta_shape(module, a, b)
 
     def apply(self, name: str, data: np.ndarray) -> np.ndarray:
         """The base tensor ``name`` (a GGUF name) with the adapter merged in, rows in llama.cpp's order."""
@@ -274,7 +271,7 @@ def build_gguf(delta_dir, out_path, *, base_gguf=None, outtype: str = "q8_0", pr
         if name not in tensors:
             raise BuildError(f"the LoRA adapter in {delta_dir} does not match the base model: {base_gguf.name} "
                              f"has no {name} ({module})")
-        want = lora.delta_shape(module, a, b)
+        want = lora.adapter.delta_shape(module, a, b)
         if shape_of(tensors[name]) != want:
             raise BuildError(f"the LoRA adapter in {delta_dir} does not match the base model: {name} ({module}) "
                              f"is {shape_of(tensors[name])} in {base_gguf.name}, the adapter was trained on {want}")

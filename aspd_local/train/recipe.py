@@ -48,7 +48,7 @@ class Recipe:
             kw["lora_targets"] = tuple(kw["lora_targets"])
         return cls(**kw)
 
-    # what must not change when a run is resumed (``train`` records the dtype "auto" resolved to)
+    # what must not change when a run is resumed (the Trainer records the dtype "auto" resolved to)
     def fingerprint(self) -> dict:
         d = self.to_dict()
         d.pop("extra", None)

@@ -245,7 +245,6 @@ def train(data_path, run_dir, recipe: Recipe | None = None, *, base: str | None 
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     recipe = recipe or Recipe()
-    recipe = dataclasses.replace(recipe, dtype=compute_dtype(recipe.dtype))
     if not base_gguf:  # a registered base: its own ASPD tokens unless the recipe names others
         from .. import bases
         from .recipe import DEFAULT_ASPD_TOKENS
@@ -281,7 +280,7 @@ def train(data_path, run_dir, recipe: Recipe | None = None, *, base: str | None 
     out = None
     if done:
         out = Path(delta_dir) if delta_dir else run_dir / "delta"
-        save_delta(trainer.peft_model, trainer.lm, ids, out, base=base_info(base_gguf), recipe=recipe,
+        save_delta(trainer.peft_model, trainer.lm, ids, out, base=base_info(base_gguf), recipe=trainer.recipe,
                    data_stats=data.stats, log=log, timings={"prepare_s": round(prep_s, 1),
                                                             "train_s": round(train_s, 1)})
         note(f"delta written to {out}")
