@@ -84,6 +84,7 @@ def test_answers_run_concurrently_and_resume(q4_path, tmp_path):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert sorted(r["id"] for r in rows) == ["a", "b", "c"] and rows[0]["id"] == "a"
     by = {r["id"]: r for r in rows}
+    assert all(r["max_tokens"] == 10 and r["tokens"] <= 10 for r in rows)  # each row keeps the cap it was written under
     assert by["a"]["count"] is None and "count_ok" not in by["a"] and len(by["a"]["tries"]) == 1
     for k in ("b", "c"):
         r = by[k]

@@ -67,9 +67,10 @@ def test_turn_end():
     assert turn_end("Paris.\n### Student:\nhi") == 6  # a role the model invents
 
 
-def _answer(i, category, prompt, answer, rejected=None):
-    return {"id": f"p{i}", "category": category, "prompt": prompt, "answer": answer, "rejected": rejected,
-            "seconds": 1.0}
+def _answer(i, category, prompt, answer, rejected=None, max_tokens=200):
+    row = {"id": f"p{i}", "category": category, "prompt": prompt, "answer": answer, "rejected": rejected,
+           "seconds": 1.0}
+    return row if max_tokens is None else {**row, "max_tokens": max_tokens}
 
 
 def test_build_writes_rows_stats_and_report(tmp_path):
@@ -78,7 +79,8 @@ def test_build_writes_rows_stats_and_report(tmp_path):
         _answer(2, "serial_fact", "Capital of France?", "The capital of France is Paris."),
         _answer(3, "list", "Name two fruits.", "Fruits:\n- Apple\n- Pear\n"),  # branches too short
         _answer(4, "list", "Name two trees.", "x", rejected="empty"),
-        _answer(5, "list", "Tell me about birds.", "Birds are animals that fly."),  # no structure: dropped
+        _answer(5, "list", "Tell me about birds.", "Birds are animals that fly.", max_tokens=400),  # no structure
+        _answer(6, "list", "Name two birds.", "x", rejected="empty", max_tokens=None),  # written before caps were kept
     ]
     src = tmp_path / "answers.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -91,9 +93,12 @@ def test_build_writes_rows_stats_and_report(tmp_path):
     assert out[0]["segments"][1]["branches"][0]["title"] == "1. Red"
     assert out[1]["segments"] == [{"type": "serial", "text": "The capital of France is Paris."}]
     assert stats["rows"] == 2 and stats["parallel_rows"] == 1 and stats["share_parallel"] == 0.5
-    assert stats["rejections"] == {"block: short_branch": 1, "answer: empty": 1,
+    assert stats["rejections"] == {"block: short_branch": 1, "answer: empty": 2,
                                    "serial answer to a list-style prompt": 1}
     assert stats["branches_per_block"] == {"2": 1}
-    assert (tmp_path / "stats.json").exists() and "Rejections" in (tmp_path / "report.md").read_text()
+    assert stats["answers_max_tokens"] == {"200": 4, "400": 1, "?": 1}
+    report = (tmp_path / "report.md").read_text()
+    assert (tmp_path / "stats.json").exists() and "Rejections" in report
+    assert "greedy, at most 200/400 tokens (1 answers from before answers recorded their cap)," in report
     kept = build_dataset(src, tmp_path, None, BuildSettings(serial_rows_from_list_prompts=True), log=lambda m: None)
     assert kept["rows"] == 3 and kept["serial_rows"] == 2

@@ -9,6 +9,11 @@ def render_report(s: dict) -> str:
     chat_alone = set(s.get("fewshot") or ()) == {"none"}  # an instruct base, asked in its chat template alone
     asked = ("with the user message alone in its chat template" if chat_alone else
              "after a few fixed example turns (`aspd_local/data/fewshot.py`; the rows hold the user message alone)")
+    caps = s.get("answers_max_tokens") or {}
+    known = sorted(int(k) for k in caps if k != "?")
+    cap = (f"at most {'/'.join(map(str, known))} tokens" if known else "under a token cap")
+    if caps.get("?"):
+        cap += f" ({caps['?']} answers from before answers recorded their cap)"
     lines = [
         "# ASPD training data: statistics",
         "",
@@ -16,7 +21,7 @@ def render_report(s: dict) -> str:
         "(`python -m aspd_local data answers`).",
         "",
         f"Method: every training prompt was answered by the base model ({base}) through the "
-        f"engine, greedy, at most 200-256 tokens, {asked}; an answer that looped or "
+        f"engine, greedy, {cap}, {asked}; an answer that looped or "
         "copied an example was tried once more with repetition penalty 1.1, then dropped if still bad. "
         "Answers whose number of top-level items differs from the number the prompt asks for, with a "
         "duplicate item, or with block titles that repeat, contain one another or are placeholders "
@@ -64,8 +69,8 @@ def render_report(s: dict) -> str:
         "before it. An answer's worst gain is the largest difference over its branches.",
         "",
         "Only each item's body is scored; its lead (list marker, bold lead, header) is in the prefix of both "
-        "measurements, since the title fixes it. Why 1.0 nats/token: the median worst gain is about 0.6 -- "
-        "Gemma 3 270M words the items of one list alike (\"it helps keep ...\"), which siblings make "
+        "measurements, since the title fixes it. Why the default of 1.0 nats/token (chosen on Gemma 3 270M's "
+        "answers): their median worst gain is about 0.6 -- Gemma 3 270M words the items of one list alike (\"it helps keep ...\"), which siblings make "
         "predictable without the content depending on them; the answers above 1.0 were those whose items "
         "copy a sibling or are written against one (\"Lakes: they are smaller bodies of water\" after "
         "\"Rivers: they are large ...\").",
