@@ -57,6 +57,7 @@ class Base:
     # None: the data pipeline's default set)
     judges: tuple[str, ...]  # the likelihood judges `bench --quality` uses by default (aspd_local.bench.quality)
     outtype: str = "q8_0"  # what `setup` builds
+    answer_tokens: int = 200  # `data answers`' default cap on one of its own answers
 
     @property
     def slug(self) -> str:
@@ -188,6 +189,7 @@ SMOLLM2_135M = Base(
     chat_style="chat",
     fewshot="none",
     judges=("chat",),
+    answer_tokens=400,  # it writes long items: at 200 tokens most of its list answers were cut
 )
 
 BASES: dict[str, Base] = {b.name: b for b in (GEMMA3_270M, SMOLLM2_135M)}

@@ -171,3 +171,25 @@ def test_a_chat_model_keeps_a_header_line_that_ends_with_a_colon():
     assert chat == "Intro.\n### Tips:\n- Rest well."
     fewshot, ended, _ = answer_once(Scripted(), "Give tips.", 50, 1.0, shots=shots_named("v1"))
     assert (fewshot, ended) == ("Intro.", "turn")
+
+
+@pytest.mark.parametrize("name,flags,cap", [("gemma3-270m", [], 200), (SMOL, [], 400), (SMOL, ["--max-tokens", "64"], 64)])
+def test_answers_cap_is_the_bases_unless_given(name, flags, cap, tmp_path, monkeypatch):
+    """`data answers` writes each base's answers under that base's cap (SmolLM2 writes long items), or the
+    one given on the command line."""
+    (tmp_path / "prompts_train.jsonl").write_text('{"id": "p1", "prompt": "Name two colors.", "category": "list"}\n')
+    seen = {}
+
+    class _NoEngine:
+        def close(self):
+            seen["closed"] = True
+
+    def fake_generate(engine, prompts, out, settings, **_k):
+        seen.update(max_tokens=settings.max_tokens, prompts=len(prompts))
+        return {"new": 0}
+
+    monkeypatch.setattr("aspd_local.cli.data._engine", lambda args, n_slots=1: _NoEngine())
+    monkeypatch.setattr("aspd_local.data.answers.generate_answers", fake_generate)
+    assert cli_main(["data", "answers", "--base", name, "--dir", str(tmp_path), *flags]) == 0
+    assert seen == {"max_tokens": cap, "prompts": 1, "closed": True}
+    assert bases.get(name).answer_tokens == (400 if name == SMOL else 200)

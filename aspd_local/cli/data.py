@@ -7,6 +7,7 @@ import inspect
 import sys
 from pathlib import Path
 
+from ..bases import BASES
 from .checks import CliParser, base_name, existing_file, gguf_file, integer, number
 
 
@@ -40,7 +41,9 @@ def add_parser(sub) -> None:
     s.add_argument("--prompts", type=existing_file, nargs="+", default=None,
                    help="prompt file(s) (default: every DIR/prompts_train*.jsonl that exists: train, extra, more)")
     s.add_argument("--out", default=None, help="answer file (default: DIR/answers.jsonl)")
-    s.add_argument("--max-tokens", type=integer(1), default=200, metavar="N", help="most tokens of an answer")
+    s.add_argument("--max-tokens", type=integer(1), default=None, metavar="N",
+                   help="most tokens of an answer (default: the base's, aspd_local.bases: "
+                        + ", ".join(f"{b.name} {b.answer_tokens}" for b in BASES.values()) + ")")
     s.add_argument("--limit", type=integer(1), default=None, metavar="N", help="answer at most N more prompts")
     s.add_argument("--threads", type=integer(1), default=None, metavar="N", help="CPU threads (default: all cores)")
     s.add_argument("--concurrency", type=integer(1), default=4, metavar="N",
@@ -155,8 +158,8 @@ def run_answers(args) -> int:
 
     d = _data_dir(args)
     prompts = _prompt_rows(d, args.prompts)
-    settings = AnswerSettings(max_tokens=args.max_tokens, concurrency=args.concurrency,
-                              count_retry=args.count_retry)
+    settings = AnswerSettings(max_tokens=args.max_tokens or get(args.base).answer_tokens,
+                              concurrency=args.concurrency, count_retry=args.count_retry)
     fewshot = args.fewshot or get(args.base).fewshot  # None: the pipeline's default example turns
     if fewshot:
         settings.fewshot = fewshot
