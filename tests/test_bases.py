@@ -173,7 +173,8 @@ def test_a_chat_model_keeps_a_header_line_that_ends_with_a_colon():
     assert (fewshot, ended) == ("Intro.", "turn")
 
 
-@pytest.mark.parametrize("name,flags,cap", [("gemma3-270m", [], 200), (SMOL, [], 400), (SMOL, ["--max-tokens", "64"], 64)])
+@pytest.mark.parametrize("name,flags,cap", [("gemma3-270m", [], 200), (SMOL, [], 400),
+                                            (SMOL, ["--max-tokens", "64"], 64)])
 def test_answers_cap_is_the_bases_unless_given(name, flags, cap, tmp_path, monkeypatch):
     """`data answers` writes each base's answers under that base's cap (SmolLM2 writes long items), or the
     one given on the command line."""

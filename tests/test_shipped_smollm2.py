@@ -7,15 +7,13 @@ checked on llama with random weights in tests/test_smollm2_serving.py."""
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 from gguf import GGUFReader
 
 from aspd_local import bases
 from aspd_local.models import cache_dir, default_model_path
-from test_build_numpy import ASPD_NAMES, ROLES, TOL, llama_logits
+from test_build_numpy import ASPD_NAMES, ROLES, TOL, llama_logits, sha256
 
 SMOL = bases.get("smollm2-135m")
 DELTA = SMOL.delta_dir
@@ -49,7 +47,7 @@ def transformers_build() -> str:
     pytest.importorskip("peft", reason="the reference build needs peft")
     from aspd_local.train.export import build_gguf
 
-    key = hashlib.sha256((DELTA / "manifest.json").read_bytes()).hexdigest()[:12]
+    key = sha256(DELTA / "manifest.json")[:12]
     path = cache_dir() / "test" / f"aspd-smollm2-135m-{key}-transformers-q8_0.gguf"
     if not path.exists():
         build_gguf(DELTA, path, outtype="q8_0", progress=False, via="transformers")
@@ -76,7 +74,7 @@ def test_shipped_smollm2_metadata(numpy_build):
     tokens = new.fields["tokenizer.ggml.tokens"].contents()
     ids = [new.fields[f"aspd.token.{r}"].contents() for r in ROLES]
     base_tokens = base.fields["tokenizer.ggml.tokens"].contents()
-    assert ids == list(range(6, 12)) and [base_tokens[i] for i in ids] == SMOL.aspd_tokens.split(",")
+    assert ids == list(range(6, 12)) and [base_tokens[i] for i in ids] == SMOL.token_texts()
     assert [tokens[i] for i in ids] == ASPD_NAMES
     assert [t for i, t in enumerate(tokens) if i not in ids] == [t for i, t in enumerate(base_tokens) if i not in ids]
     assert new.fields["general.file_type"].contents() == 7  # q8_0

@@ -115,8 +115,8 @@ def answer_row(engine: Engine, prompt_row: dict, settings: AnswerSettings) -> di
     answer, ended, n, rp, problems, ok = best
     row = {"id": prompt_row["id"], "category": prompt_row["category"], "prompt": prompt_row["prompt"],
            "count": count, "answer": answer, "ended": ended, "tokens": n, "max_tokens": settings.max_tokens,
-           "repeat_penalty": rp,
-           "rejected": problems[0] if problems else None, "tries": tried, "fewshot": settings.fewshot,
+           "repeat_penalty": rp, "rejected": problems[0] if problems else None, "tries": tried,
+           "fewshot": settings.fewshot,
            "seconds": round(time.perf_counter() - t0, 2)}
     if count is not None:
         row["count_ok"] = ok

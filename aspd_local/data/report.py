@@ -70,10 +70,10 @@ def render_report(s: dict) -> str:
         "",
         "Only each item's body is scored; its lead (list marker, bold lead, header) is in the prefix of both "
         "measurements, since the title fixes it. Why the default of 1.0 nats/token (chosen on Gemma 3 270M's "
-        "answers): their median worst gain is about 0.6 -- Gemma 3 270M words the items of one list alike (\"it helps keep ...\"), which siblings make "
-        "predictable without the content depending on them; the answers above 1.0 were those whose items "
-        "copy a sibling or are written against one (\"Lakes: they are smaller bodies of water\" after "
-        "\"Rivers: they are large ...\").",
+        "answers): their median worst gain is about 0.6 -- Gemma 3 270M words the items of one list alike "
+        "(\"it helps keep ...\"), which siblings make predictable without the content depending on them; "
+        "the answers above 1.0 were those whose items copy a sibling or are written against one "
+        "(\"Lakes: they are smaller bodies of water\" after \"Rivers: they are large ...\").",
         "",
         f"- threshold: {ind['threshold_nats_per_token']} nats/token; answers scored: {ind['answers_scored']}",
         f"- worst gain percentiles: {ind['worst_gain_percentiles']}",
