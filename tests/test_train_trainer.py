@@ -14,7 +14,7 @@ from aspd_local.train.delta import apply_delta, save_delta
 from aspd_local.train.lm import AspdLM
 from aspd_local.train.mask import collate
 from aspd_local.train.recipe import Recipe, compute_dtype
-from aspd_local.train.trainer import Trainer, lr_factor, plan_steps
+from aspd_local.train.trainer import Trainer, lr_factor, plan_steps, widest_block
 
 A = AspdTokens(1, 2, 3, 4, 5, 6)
 EOT = 9
@@ -50,6 +50,16 @@ def row(i=0):
     ans, gen = encode_answer(segs, A, tok, EOT)
     prompt = tok(f"question {i}?")
     return EncodedRow(prompt + ans, len(prompt), [False] * len(prompt) + gen)
+
+
+def test_widest_block_counts_branches_of_the_encoded_row():
+    r = row()
+    assert widest_block(r.tokens[r.n_prompt:], A) == 3
+    two = [{"type": "block", "branches": [{"title": "Aa", "content": "one"}, {"title": "Bb", "content": "two"}]},
+           {"type": "serial", "text": " then "},
+           {"type": "block", "branches": [{"title": t, "content": t.lower()} for t in ("Xx", "Yy", "Zz", "Ww")]}]
+    assert widest_block(encode_answer(two, A, tok, EOT)[0], A) == 4
+    assert widest_block(encode_answer([{"type": "serial", "text": "plain"}], A, tok, EOT)[0], A) == 0
 
 
 def batch_of(rows, lm):
@@ -92,8 +102,11 @@ def test_plan_and_schedule():
     assert len(flat) == 20 and sorted(flat[:8]) == list(range(8)) and sorted(flat[8:16]) == list(range(8))
     assert plan == plan_steps([10] * 8, rec)  # seeded
     rep = Recipe(epochs=1, grad_accum=1, parallel_repeat=3, seed=1)
-    flat = [mb[0] for step in plan_steps([10] * 4, rep, [True, False, False, True]) for mb in step]
+    flat = [mb[0] for step in plan_steps([10] * 4, rep, [3, 0, 0, 2]) for mb in step]
     assert sorted(flat) == [0, 0, 0, 1, 2, 3, 3, 3]
+    wide = Recipe(epochs=1, grad_accum=1, parallel_repeat=2, wide_repeat=3, wide_branches=5, seed=1)
+    flat = [mb[0] for step in plan_steps([10] * 4, wide, [5, 0, 4, 7]) for mb in step]
+    assert sorted(flat) == [0] * 6 + [1] + [2] * 2 + [3] * 6
     total = len(plan)
     f = [lr_factor(s, total, rec) for s in range(total)]
     assert f[0] < f[1] <= 1.0 and abs(max(f) - 1.0) < 1e-9 and f[-1] < f[2]

@@ -20,6 +20,10 @@ class Recipe:
     grad_accum: int = 8  # forward passes per optimizer step
     max_len: int = 512  # longer rows are skipped
     parallel_repeat: int = 1  # rows with a parallel block appear this many times per epoch
+    # rows with a block of at least wide_branches branches appear wide_repeat times as often again: the
+    # base model rarely writes 5 to 7 items, so few rows teach a title list that long
+    wide_repeat: int = 1
+    wide_branches: int = 5
     # rows with a parallel block also appear once as plain serial text (their rendered answer), so that
     # with the control tokens masked (`ar` mode) the model writes the same answer in the same style
     serial_copies: bool = False

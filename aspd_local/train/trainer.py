@@ -41,14 +41,33 @@ class TrainResult:
     delta_dir: Path | None
 
 
-def plan_steps(lengths: list[int], recipe: Recipe, parallel: list[bool] | None = None) -> list[list[list[int]]]:
+def widest_block(tokens: list[int], ids: AspdTokens) -> int:
+    """Branches of the row's widest parallel block (0: a serial row)."""
+    widest = branches = 0
+    for t in tokens:
+        if t == ids.para_open:
+            branches = 0
+        elif t == ids.branch_open:
+            branches += 1
+            widest = max(widest, branches)
+    return widest
+
+
+def row_repeats(width: int, recipe: Recipe) -> int:
+    """Times per epoch a row whose widest block has ``width`` branches appears."""
+    if width == 0:
+        return 1
+    return recipe.parallel_repeat * (recipe.wide_repeat if width >= recipe.wide_branches else 1)
+
+
+def plan_steps(lengths: list[int], recipe: Recipe, widths: list[int] | None = None) -> list[list[list[int]]]:
     """The whole run, fixed by the seed: optimizer steps -> micro-batches -> row indices.
 
-    Each epoch is a fresh permutation of the rows, where rows with a parallel block (``parallel``) come
-    ``recipe.parallel_repeat`` times; with ``batch_rows > 1`` rows of similar length share a batch.
+    Each epoch is a fresh permutation of the rows, where a row comes :func:`row_repeats` times for the
+    width of its widest block (``widths``; none given: every row once); with ``batch_rows > 1`` rows of
+    similar length share a batch.
     """
-    pool = [i for i in range(len(lengths))
-            for _ in range(recipe.parallel_repeat if parallel is not None and parallel[i] else 1)]
+    pool = [i for i in range(len(lengths)) for _ in range(row_repeats(widths[i] if widths else 0, recipe))]
     n = len(pool)
     rng = np.random.default_rng(recipe.seed)
     total = max(1, round(recipe.epochs * n / recipe.batch_rows))
@@ -95,8 +114,8 @@ class Trainer:
         self.lm, self.peft_model = build_trainable(hf_dir, recipe, ids.ids, model=model)
         self.dtype = getattr(torch, recipe.dtype)
         self.pad_id = int(getattr(self.lm.model.config, "pad_token_id", None) or 0)
-        parallel = [ids.para_open in r.tokens[r.n_prompt:] for r in train_set.rows]
-        self.plan = plan_steps([len(r.tokens) for r in train_set.rows], recipe, parallel)
+        widths = [widest_block(r.tokens[r.n_prompt:], ids) for r in train_set.rows]
+        self.plan = plan_steps([len(r.tokens) for r in train_set.rows], recipe, widths)
         self.params = trainable_tensors(self.lm)
         rows = [p for n, p in self.params.items() if n == "rows"]
         lora = [p for n, p in self.params.items() if n != "rows"]
@@ -129,8 +148,10 @@ class Trainer:
         if meta.get("data_digest") != want["data_digest"]:
             raise TrainError(f"{path}: the checkpoint was trained on different data (digest "
                              f"{meta.get('data_digest')} vs {want['data_digest']}); use a new run directory")
-        if meta.get("recipe") != want["recipe"]:
-            changed = sorted(k for k in want["recipe"] if meta.get("recipe", {}).get(k) != want["recipe"][k])
+        # read through Recipe, so a checkpoint from before a field existed has that field's default
+        have = Recipe.from_dict(meta.get("recipe", {})).fingerprint()
+        if have != want["recipe"]:
+            changed = sorted(k for k in want["recipe"] if have.get(k) != want["recipe"][k])
             raise TrainError(f"{path}: the checkpoint used another recipe (changed: {', '.join(changed)})")
         missing = set(self.params) - set(tensors)
         if missing:
