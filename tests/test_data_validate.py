@@ -79,7 +79,7 @@ def test_build_writes_rows_stats_and_report(tmp_path):
         _answer(2, "serial_fact", "Capital of France?", "The capital of France is Paris."),
         _answer(3, "list", "Name two fruits.", "Fruits:\n- Apple\n- Pear\n"),  # branches too short
         _answer(4, "list", "Name two trees.", "x", rejected="empty"),
-        _answer(5, "list", "Tell me about birds.", "Birds are animals that fly.", max_tokens=400),  # no structure
+        _answer(5, "list", "Tell me about birds.", "Birds are animals that fly.", max_tokens=1000),  # no structure
         _answer(6, "list", "Name two birds.", "x", rejected="empty", max_tokens=None),  # written before caps were kept
     ]
     src = tmp_path / "answers.jsonl"
@@ -96,9 +96,10 @@ def test_build_writes_rows_stats_and_report(tmp_path):
     assert stats["rejections"] == {"block: short_branch": 1, "answer: empty": 2,
                                    "serial answer to a list-style prompt": 1}
     assert stats["branches_per_block"] == {"2": 1}
-    assert stats["answers_max_tokens"] == {"200": 4, "400": 1, "?": 1}
+    # in the order of the caps (not as text, where "1000" < "200"), answers without a recorded cap last
+    assert list(stats["answers_max_tokens"].items()) == [("200", 4), ("1000", 1), ("?", 1)]
     report = (tmp_path / "report.md").read_text()
     assert (tmp_path / "stats.json").exists() and "Rejections" in report
-    assert "greedy, at most 200/400 tokens (1 answers from before answers recorded their cap)," in report
+    assert "greedy, at most 200/1000 tokens (1 answers from before answers recorded their cap)," in report
     kept = build_dataset(src, tmp_path, None, BuildSettings(serial_rows_from_list_prompts=True), log=lambda m: None)
     assert kept["rows"] == 3 and kept["serial_rows"] == 2

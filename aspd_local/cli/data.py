@@ -7,7 +7,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from ..bases import BASES
+from ..bases import BASES, DEFAULT_BASE, get
 from .checks import CliParser, base_name, existing_file, gguf_file, integer, number
 
 
@@ -79,7 +79,6 @@ def add_parser(sub) -> None:
 def _base_option(p, default=None) -> None:
     """``--base`` and ``--dir``, before or after the stage (``data --base B answers`` or ``data answers
     --base B``): the stage's own options default to SUPPRESS so that they do not undo the outer ones."""
-    from ..bases import DEFAULT_BASE
 
     p.add_argument("--dir", default=default, help="data directory (default: models/aspd-<base>/data)")
     p.add_argument("--base", type=base_name, default=default if default is not None else DEFAULT_BASE,
@@ -88,7 +87,6 @@ def _base_option(p, default=None) -> None:
 
 
 def _data_dir(args) -> Path:
-    from ..bases import get
 
     return Path(args.dir) if args.dir else get(args.base).data_dir
 
@@ -152,7 +150,6 @@ def run_prompts(args) -> int:
 
 
 def run_answers(args) -> int:
-    from ..bases import get
     from ..data import paths
     from ..data.answers import AnswerSettings, generate_answers
 
@@ -174,7 +171,6 @@ def run_answers(args) -> int:
 
 
 def run_build(args) -> int:
-    from ..bases import DEFAULT_BASE
     from ..data import paths
     from ..data.build import BuildSettings, build_dataset
     from ..data.jsonl import DataFileError
@@ -199,7 +195,6 @@ def run_build(args) -> int:
         if engine is not None:
             engine.close()
     if args.base != DEFAULT_BASE:  # name the base in the statistics and the report
-        from ..bases import get
         from ..data.jsonl import write_json, write_text
         from ..data.report import render_report
 

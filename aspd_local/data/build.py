@@ -273,7 +273,7 @@ def _stats(answers, rows, reasons, kinds, gains, tokenize, settings) -> dict:
         "answers_ended": dict(Counter(a.get("ended", "?") for a in kept)),
         # the token cap each answer was written under ("?": a row from before answers recorded it)
         "answers_max_tokens": {str(k): v for k, v in sorted(Counter(a.get("max_tokens", "?") for a in answers).items(),
-                                                            key=lambda kv: str(kv[0]))},
+                                                            key=lambda kv: (kv[0] == "?", str(kv[0]).zfill(9)))},
         "answers_repeat_penalty": {str(k): v for k, v in sorted(Counter(a.get("repeat_penalty", 1.0)
                                                                         for a in kept).items())},
         "rows": len(rows),
