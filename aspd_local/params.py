@@ -1,5 +1,6 @@
 """What a request asks for: one dataclass for mode, token budget, sampling, caps, stop strings and
-speculation. The CLI, the server and the chat page fill it; the defaults live here and nowhere else."""
+speculation. The CLI, the server and the chat page fill it and take their defaults from it; it takes the
+sampling and cap defaults from SamplingParams and Caps, the types the decoder reads them as."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .decoding.hybrid import Caps, Mode
 from .sampling import LogitsProcessor, SamplingParams
 
 SPECULATE = ("suffix", "none")
+_SAMPLING, _CAPS = SamplingParams(), Caps()
 
 
 @dataclass(frozen=True)
@@ -17,19 +19,19 @@ class GenerationParams:
     """``temperature=0`` is greedy decoding; ``speculate=None`` takes the engine's default."""
 
     mode: str = Mode.PARALLEL.value  # "ar", "sequential" or "parallel"
-    max_tokens: int = 512
-    temperature: float = 0.0
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    seed: int | None = None
+    max_tokens: int = _CAPS.max_tokens
+    temperature: float = _SAMPLING.temperature
+    top_k: int = _SAMPLING.top_k
+    top_p: float = _SAMPLING.top_p
+    min_p: float = _SAMPLING.min_p
+    repeat_penalty: float = _SAMPLING.repeat_penalty
+    repeat_last_n: int = _SAMPLING.repeat_last_n
+    seed: int | None = _SAMPLING.seed
     stop: tuple[str, ...] = ()
     speculate: str | None = None  # "suffix" or "none"
-    max_titles: int = 8
-    max_title_tokens: int = 16
-    max_branch_tokens: int = 256
+    max_titles: int = _CAPS.max_titles
+    max_title_tokens: int = _CAPS.max_title_tokens
+    max_branch_tokens: int = _CAPS.max_branch_tokens
     keep: bool = True  # keep the answer cached after the prompt (False: only the prompt stays cached)
     record_margins: bool = False
     processors: tuple[LogitsProcessor, ...] = field(default=(), compare=False)
