@@ -53,13 +53,19 @@ def add_parser(sub) -> None:
     s.add_argument("--count-retry", action="store_true",
                    help="try again (repetition penalty 1.1) an answer whose number of items differs from the number "
                         "asked (off: measured, it costs more than it gains)")
+    s.add_argument("--by-parts", action="store_true",
+                   help="answer the multi-part prompts part by part, each part's own question alone, into "
+                        "DIR/answers_parts.jsonl (aspd_local.data.parts); `data build` puts them in place of the "
+                        "whole answers")
     _base_option(s, argparse.SUPPRESS)
     s.set_defaults(func=run_answers)
 
     s = stages.add_parser("build", help="extract, validate and write train.jsonl, stats.json and report.md")
     s.add_argument("--model", type=gguf_file, default=None,
                    help="GGUF used to measure branch independence (default: base)")
-    s.add_argument("--answers", type=existing_file, default=None, help="answer file (default: DIR/answers.jsonl)")
+    s.add_argument("--answers", type=existing_file, nargs="+", default=None,
+                   help="answer file(s), a later file's row replacing an earlier one's of the same id (default: "
+                        "DIR/answers.jsonl, then DIR/answers_parts.jsonl if it exists)")
     s.add_argument("--threshold", type=number(), default=None, metavar="X",
                    help="nats/token a branch may gain from seeing its siblings before it counts as dependent "
                         "(default: aspd_local.data.build.DEFAULT_INDEPENDENCE_THRESHOLD)")
@@ -156,13 +162,18 @@ def run_answers(args) -> int:
     d = _data_dir(args)
     prompts = _prompt_rows(d, args.prompts)
     settings = AnswerSettings(max_tokens=args.max_tokens or get(args.base).answer_tokens,
-                              concurrency=args.concurrency, count_retry=args.count_retry)
+                              concurrency=args.concurrency, count_retry=args.count_retry, by_parts=args.by_parts)
+    if args.by_parts:
+        from ..data.parts import parts_of
+
+        prompts = [p for p in prompts if parts_of(p["prompt"])]
     fewshot = args.fewshot or get(args.base).fewshot  # None: the pipeline's default example turns
     if fewshot:
         settings.fewshot = fewshot
     engine = _engine(args, n_slots=args.concurrency)
     try:
-        res = generate_answers(engine, prompts, args.out or d / paths.ANSWERS, settings, limit=args.limit,
+        out = args.out or d / (paths.ANSWERS_BY_PARTS if args.by_parts else paths.ANSWERS)
+        res = generate_answers(engine, prompts, out, settings, limit=args.limit,
                                log=_progress)
     finally:
         engine.close()
@@ -176,9 +187,12 @@ def run_build(args) -> int:
     from ..data.jsonl import DataFileError
 
     d = _data_dir(args)
-    answers = Path(args.answers or d / paths.ANSWERS)
-    if not answers.exists():
-        raise DataFileError(f"{answers} does not exist (run `python -m aspd_local data answers` first)")
+    if args.answers:
+        answers = [Path(a) for a in args.answers]
+    else:
+        answers = [d / paths.ANSWERS] + [p for p in [d / paths.ANSWERS_BY_PARTS] if p.exists()]
+        if not answers[0].exists():
+            raise DataFileError(f"{answers[0]} does not exist (run `python -m aspd_local data answers` first)")
     from ..data.overlap import IndependentSet
 
     settings = BuildSettings()

@@ -25,6 +25,7 @@ from .extract import extract
 from .fewshot import DEFAULT_FEWSHOT, messages_for, shots_named, turn_end
 from .filters import count_problems
 from .jsonl import Appender, read_jsonl
+from .parts import compose, part_problem, parts_of
 from .quality import LOOPING, answer_problems, count_of, ends_cleanly
 
 
@@ -45,6 +46,7 @@ class AnswerSettings:
     count_retry: bool = False
     concurrency: int = 4  # requests in flight at once
     fewshot: str = DEFAULT_FEWSHOT  # which example turns (fewshot.FEWSHOT_SETS)
+    by_parts: bool = False  # a multi-part prompt is answered part by part (aspd_local.data.parts)
 
 
 class Stopped(Exception):
@@ -90,36 +92,78 @@ def _count_ok(answer: str, count: int | None) -> bool | None:
     return None if count is None else not count_problems(answer, extract(answer), count)
 
 
-def answer_row(engine: Engine, prompt_row: dict, settings: AnswerSettings) -> dict:
-    t0 = time.perf_counter()
+@dataclass
+class Try:
+    """The kept try of one question: the answer, how it ended, tokens, its repetition penalty, why it is
+    unusable (empty: it is usable), whether it has the asked count (None: none asked), and every try."""
+
+    answer: str
+    ended: str
+    tokens: int
+    repeat_penalty: float
+    problems: list[str]
+    count_ok: bool | None
+    tries: list[dict]
+
+
+def best_try(engine: Engine, prompt: str, settings: AnswerSettings, count: int | None = None,
+             check: Callable[[str], str | None] | None = None) -> Try:
+    """Answer ``prompt`` with each repetition penalty of ``settings`` in turn until an answer is usable
+    (and, with ``count_retry``, has ``count`` items). ``check``: one more reason an answer is unusable."""
     shots = shots_named(settings.fewshot)
     examples = example_answers(settings.fewshot)
-    count = None if prompt_row["category"].startswith("serial") else count_of(prompt_row)
-    tried = []
-    best = None  # (answer, ended, n, rp, problems, count_ok) of the try that is kept
+    tried: list[dict] = []
+    best: Try | None = None
     for rp in settings.repeat_penalties:
-        answer, ended, n = answer_once(engine, prompt_row["prompt"], settings.max_tokens, rp, shots)
-        problems = answer_problems(prompt_row["prompt"], answer, examples)
+        answer, ended, n = answer_once(engine, prompt, settings.max_tokens, rp, shots)
+        problems = answer_problems(prompt, answer, examples)
         if ended == "length" and not ends_cleanly(answer):
             problems.append("token_cap")
         if ended == "loop" and not problems:
             problems.append("repeated_line")
+        if not problems and check is not None and (why := check(answer)):
+            problems.append(why)
         ok = _count_ok(answer, count) if not problems else None
         tried.append({"repeat_penalty": rp, "problems": problems, "tokens": n,
                       **({"count_ok": ok} if count is not None else {})})
-        this = (answer, ended, n, rp, problems, ok)
-        if best is None or (best[4] and not problems) or (not problems and ok and best[5] is False):
+        this = Try(answer, ended, n, rp, problems, ok, tried)
+        if best is None or (best.problems and not problems) or (not problems and ok and best.count_ok is False):
             best = this
         if not problems and (ok is not False or not settings.count_retry):
             break
-    answer, ended, n, rp, problems, ok = best
+    return best
+
+
+def answer_row(engine: Engine, prompt_row: dict, settings: AnswerSettings) -> dict:
+    """The answer row of one prompt: the base model's answer to it (``settings.by_parts``: to each part
+    it names, composed, for a prompt :func:`parts.parts_of` knows)."""
+    t0 = time.perf_counter()
+    count = None if prompt_row["category"].startswith("serial") else count_of(prompt_row)
+    parts = parts_of(prompt_row["prompt"]) if settings.by_parts else None
     row = {"id": prompt_row["id"], "category": prompt_row["category"], "prompt": prompt_row["prompt"],
-           "count": count, "answer": answer, "ended": ended, "tokens": n, "max_tokens": settings.max_tokens,
-           "repeat_penalty": rp, "rejected": problems[0] if problems else None, "tries": tried,
-           "fewshot": settings.fewshot,
-           "seconds": round(time.perf_counter() - t0, 2)}
+           "count": count}
+    if parts is None:
+        t = best_try(engine, prompt_row["prompt"], settings, count)
+        row.update(answer=t.answer, ended=t.ended, tokens=t.tokens, repeat_penalty=t.repeat_penalty,
+                   rejected=t.problems[0] if t.problems else None, tries=t.tries)
+    else:  # each part alone; a part without a usable answer drops the row (its tries are under "parts")
+        done: list[Try] = []
+        for p in parts:
+            done.append(best_try(engine, p.question, settings, check=part_problem))
+            if done[-1].problems:
+                break
+        bad = done[-1] if done[-1].problems else None
+        row.update(answer=compose(parts, [t.answer for t in done]) if bad is None else "",
+                   ended="turn", tokens=sum(t.tokens for t in done),
+                   repeat_penalty=max(t.repeat_penalty for t in done),
+                   rejected=f"part: {bad.problems[0]}" if bad else None, tries=[],
+                   parts=[{"title": p.title, "question": p.question, "answer": t.answer,
+                           "repeat_penalty": t.repeat_penalty, "problems": t.problems, "tries": t.tries}
+                          for p, t in zip(parts, done)])
+    row.update(max_tokens=settings.max_tokens, fewshot=settings.fewshot,
+               seconds=round(time.perf_counter() - t0, 2))
     if count is not None:
-        row["count_ok"] = ok
+        row["count_ok"] = None if row["rejected"] else _count_ok(row["answer"], count)
     return row
 
 

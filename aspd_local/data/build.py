@@ -110,15 +110,28 @@ class ScoreCache:
             self._out.close()
 
 
+def merged_answers(paths) -> list[dict]:
+    """The answer rows of one file, or of several: a row of a later file replaces the row of an earlier
+    one with the same id, in its place (the part-by-part answers of ``data answers --by-parts`` replace
+    the whole answers of the same prompts)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    by_id: dict[str, dict] = {}
+    for path in paths:
+        for row in read_jsonl(path, required=("id", "category", "prompt", "answer")):
+            by_id[row["id"]] = row
+    return list(by_id.values())
+
+
 def build_dataset(answers_path, out_dir, engine: Engine | None, settings: BuildSettings | None = None,
                   log: Callable[[str], None] | None = None) -> dict:
     """Write ``train.jsonl``, ``stats.json`` and ``report.md`` into ``out_dir``; returns the statistics.
+    ``answers_path``: an answers file, or several (:func:`merged_answers`).
     ``engine`` (the base model) measures independence and counts tokens; None skips the measurement
     (tokens are then counted as words)."""
     settings = settings or BuildSettings()
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out_dir = Path(out_dir)
-    answers = read_jsonl(answers_path, required=("id", "category", "prompt", "answer"))
+    answers = merged_answers(answers_path)
     tokenize = engine.tokenize if engine is not None else (lambda s: s.split())
     cache = ScoreCache(out_dir / "independence.jsonl") if engine is not None else None
     reasons: Counter = Counter()
@@ -270,6 +283,8 @@ def _stats(answers, rows, reasons, kinds, gains, tokenize, settings) -> dict:
     return {
         "answers": len(answers),
         "answers_kept": len(kept),
+        # multi-part prompts answered part by part (data/parts.py): all, and usable
+        "answers_by_parts": {"answers": sum("parts" in a for a in answers), "kept": sum("parts" in a for a in kept)},
         "answers_ended": dict(Counter(a.get("ended", "?") for a in kept)),
         # the token cap each answer was written under ("?": a row from before answers recorded it)
         "answers_max_tokens": {str(k): v for k, v in sorted(Counter(a.get("max_tokens", "?") for a in answers).items(),

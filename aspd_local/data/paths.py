@@ -15,6 +15,7 @@ EXTRA_PROMPTS = "prompts_train_extra.jsonl"
 MORE_PROMPTS = "prompts_train_more.jsonl"  # issue 13: many phrasings, counts 2..7
 TRAIN_PROMPT_FILES = (TRAIN_PROMPTS, EXTRA_PROMPTS, MORE_PROMPTS)  # every training prompt, in this order
 ANSWERS = "answers.jsonl"
+ANSWERS_BY_PARTS = "answers_parts.jsonl"  # multi-part prompts answered part by part (data/parts.py)
 TRAIN = "train.jsonl"
 STATS = "stats.json"
 REPORT = "report.md"

@@ -444,7 +444,7 @@ _WHICH = (
 )
 
 
-_PLURAL_MULTI_PART = ("vaccines", "satellites", "clocks", "maps")  # first-sets topics; singular ones above
+PLURAL_MULTI_PART = ("vaccines", "satellites", "clocks", "maps")  # first-sets topics; singular ones above
 
 
 def _math_pairs(seed: int) -> tuple:
@@ -515,7 +515,7 @@ def _more_families(seed: int) -> tuple[MoreFamily, ...]:
             T("Give me a short explanation of {t}: what it is, its history, and one interesting fact.", 3),
             T("What is {t}, how does it work, and what are its risks?", 3),
         ), _MULTI_PART_TOPICS + tuple(t for t in lt['Tell me about {t}: what it is, why it matters, and how people use it.']
-                                    if t not in _PLURAL_MULTI_PART)),
+                                    if t not in PLURAL_MULTI_PART)),
         MoreFamily("sections", (
             T("Could you write a short guide to {t}, with headings?"),
             T("I'd like an overview of {t}. Please organise it into sections."),
