@@ -2,12 +2,12 @@
 
 A ``multi_part`` prompt names its parts ("Tell me about salt: what it is, where it comes from, and what
 it is used for"). Asked whole, the base model answers in a sentence or two of prose: of the 226 such
-training prompts, 1 answer had the three parts as items (docs/aspd-pipeline.md section 2). But each part
-is a question it answers well alone, and parts answered alone are independent by construction, which is
-what a parallel branch is. So the pipeline asks the base model each part's own question ("Where does salt
-come from?") and writes the answer as the parts under their titles, in the layout of the example turns
-(``**What it is**: ...``), one paragraph each. The text is still the base model's own; only the layout is
-the pipeline's.
+training prompts, 210 answers had no list item at all and 8 made training rows (docs/aspd-pipeline.md
+section 2). But each part is a question it answers well alone, and parts answered alone are independent
+by construction, which is what a parallel branch is. So the pipeline asks the base model each part's own
+question ("Where does salt come from?") and writes the answer as the parts under their titles, in the
+layout of the example turns (``**What it is**: ...``), one paragraph each. The text is still the base
+model's own; only the layout is the pipeline's.
 
 The parts are read from the prompt templates of ``aspd_local.data.prompts`` (a test checks that every
 ``multi_part`` template has its parts here); a prompt from no template has none.
