@@ -1,6 +1,7 @@
 """The training model, loop, checkpoints and delta on a tiny random Gemma 3 built here (float32)."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -150,6 +151,26 @@ def test_resume_continues_exactly(tmp_path):
     other = _trainer(tmp_path / "b", tiny_gemma(), steps_recipe=Recipe(epochs=3, dtype="float32", lora_r=4))
     with pytest.raises(Exception, match="another recipe"):
         other.resume()
+
+
+def test_a_checkpoint_from_before_a_recipe_field_resumes_with_its_default(tmp_path):
+    """A run saved before ``wide_repeat``/``wide_branches`` existed resumes (the fields read as their
+    defaults); a checkpoint whose value differs from the run's refuses."""
+    from aspd_local.train.checkpoint import STATE, latest_checkpoint
+
+    first = _trainer(tmp_path, tiny_gemma(), save_every=1)
+    first.run(max_steps=1)
+    state = latest_checkpoint(tmp_path) / STATE
+    meta = json.loads(state.read_text())
+    for k in ("wide_repeat", "wide_branches"):
+        del meta["recipe"][k]
+    state.write_text(json.dumps(meta))
+    again = _trainer(tmp_path, tiny_gemma())
+    assert again.resume() and again.step == 1
+    meta["recipe"]["wide_repeat"] = 3
+    state.write_text(json.dumps(meta))
+    with pytest.raises(Exception, match="changed: wide_repeat"):
+        _trainer(tmp_path, tiny_gemma()).resume()
 
 
 def test_auto_dtype_is_recorded_as_what_it_resolved_to(tmp_path):
