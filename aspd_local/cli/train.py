@@ -10,7 +10,7 @@ from pathlib import Path
 from ..extras import require
 from ..models import cache_dir
 from ..train.recipe import Recipe
-from .checks import aspd_tokens, base_or_gguf, existing_file, integer, number
+from .checks import UsageError, aspd_tokens, base_or_gguf, existing_file, integer, number
 
 
 def add_parser(sub) -> None:
@@ -55,6 +55,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=integer(), default=d.seed, metavar="N", help="random seed")
     p.add_argument("--save-every", type=integer(1), default=25, metavar="N",
                    help="checkpoint every N optimizer steps")
+    p.add_argument("--delta-now", action="store_true",
+                   help="with --resume: write the delta of the latest checkpoint without training further (an "
+                        "unfinished run; its manifest records the steps done and planned)")
     p.add_argument("--max-steps", type=integer(1), default=None, metavar="N",
                    help="stop after N more steps (resume later)")
     p.add_argument("--max-rows", type=integer(1), default=None, metavar="N", help="only the first N rows of DATA")
@@ -64,6 +67,8 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    if args.delta_now and not args.resume:
+        raise UsageError("--delta-now writes the delta of a run's latest checkpoint: add --resume (and --out RUN)")
     require("train", "train")  # one line naming the extra when its packages are missing
     # idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads slow
     # a step down by 2-7x (measured). It must be set before libgomp loads, which llama.cpp does when the
@@ -89,7 +94,7 @@ def main(args) -> int:
     result = train(args.data, out, recipe, base=spec.name if named else None,
                    base_gguf=None if named else args.base, resume=args.resume, max_steps=args.max_steps,
                    max_rows=args.max_rows, save_every=args.save_every, delta_dir=args.delta, threads=args.threads,
-                   progress=not args.quiet)
+                   progress=not args.quiet, delta_now=args.delta_now)
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "-"
     print(f"steps {result.steps}, last loss {loss}, training time {result.train_seconds / 60:.1f} min", file=sys.stderr)
     if result.delta_dir is not None:

@@ -69,8 +69,9 @@ def loss_summary(log: list[dict], epochs: float) -> dict:
 
 
 def save_delta(peft_model, lm, ids: AspdTokens, out_dir, *, base: dict, recipe: Recipe, data_stats: dict,
-               log: list[dict], timings: dict) -> Path:
-    """Write the delta directory: each file written aside and renamed into place, the manifest last."""
+               log: list[dict], timings: dict, steps: dict | None = None) -> Path:
+    """Write the delta directory: each file written aside and renamed into place, the manifest last.
+    ``steps``: the optimizer steps done and planned (fewer done: the delta of an unfinished run)."""
     from peft import get_peft_model_state_dict
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -97,6 +98,7 @@ def save_delta(peft_model, lm, ids: AspdTokens, out_dir, *, base: dict, recipe: 
             "recipe": recipe.to_dict(),
             "data": data_stats,
             "timings": timings,
+            **({"steps": steps} if steps is not None else {}),
             "loss": loss_summary(log, recipe.epochs),
             "versions": {p: _version(p) for p in ("torch", "transformers", "peft", "llama_cpp_python")},
         }

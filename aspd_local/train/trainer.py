@@ -255,9 +255,11 @@ def make_encoder(base_gguf, aspd_tokens: str):
 def train(data_path, run_dir, recipe: Recipe | None = None, *, base: str | None = None, base_gguf=None,
           resume: bool = False,
           max_steps: int | None = None, max_rows: int | None = None, save_every: int = 25,
-          delta_dir=None, threads: int | None = None, progress: bool = True) -> TrainResult:
+          delta_dir=None, threads: int | None = None, progress: bool = True, delta_now: bool = False) -> TrainResult:
     """Train on a JSONL file of rows (see aspd_local.aspd.encode) and, when the plan is complete, write the
-    delta (adapter, control rows, manifest) to ``delta_dir`` (default ``run_dir/delta``).
+    delta (adapter, control rows, manifest) to ``delta_dir`` (default ``run_dir/delta``). ``delta_now``
+    (with ``resume``): write the delta of the latest checkpoint without training further; its manifest
+    records the steps done and planned.
 
     The base model: ``base_gguf`` (a GGUF file), else the registered base ``base`` (``aspd_local.bases``,
     default Gemma 3 270M). ``recipe.aspd_tokens`` must name six tokens of its vocabulary."""
@@ -289,21 +291,26 @@ def train(data_path, run_dir, recipe: Recipe | None = None, *, base: str | None 
     prep_s = time.perf_counter() - t_prep
     if resume and trainer.resume():
         note(f"resumed at step {trainer.step} of {trainer.total_steps}")
+    elif delta_now:
+        raise TrainError(f"{run_dir} holds no checkpoint to write a delta from (--delta-now goes with --resume)")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / LOG).unlink(missing_ok=True)
         note(f"{trainer.total_steps} optimizer steps ({recipe.epochs} epochs, {recipe.grad_accum} x "
              f"{recipe.batch_rows} rows per step)")
-    trainer.run(max_steps)
+    if not delta_now:
+        trainer.run(max_steps)
     log = read_log(run_dir)
     train_s = sum(r["seconds"] for r in log)
-    done = trainer.step >= trainer.total_steps
+    done = delta_now or trainer.step >= trainer.total_steps
     out = None
     if done:
         out = Path(delta_dir) if delta_dir else run_dir / "delta"
         save_delta(trainer.peft_model, trainer.lm, ids, out, base=base_info(base_gguf), recipe=trainer.recipe,
                    data_stats=data.stats, log=log, timings={"prepare_s": round(prep_s, 1),
-                                                            "train_s": round(train_s, 1)})
-        note(f"delta written to {out}")
+                                                            "train_s": round(train_s, 1)},
+                   steps={"done": trainer.step, "planned": trainer.total_steps})
+        note(f"delta written to {out}" + ("" if trainer.step >= trainer.total_steps else
+                                          f" (step {trainer.step} of {trainer.total_steps})"))
     final = log[-1]["loss"] if log else None
     return TrainResult(trainer.step, final, train_s, run_dir, out)
