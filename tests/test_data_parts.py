@@ -15,7 +15,8 @@ from aspd_local.data.answers import AnswerSettings, answer_row
 from aspd_local.data.build import build_dataset, merged_answers
 from aspd_local.data.extract import extract
 from aspd_local.data.fewshot import messages_for, shots_named
-from aspd_local.data.parts import TEMPLATE_PARTS, Part, compose, part_problem, parts_of
+from aspd_local.data.parts import (FRAMES, GENERIC_PARTS, PARTS, TEMPLATE_PARTS, Part, compose, composed_prompts,
+                                   part_problem, parts_of)
 
 
 def _multi_part_templates() -> list[tuple[str, int | None]]:
@@ -61,6 +62,35 @@ def test_a_composed_answer_is_one_block_with_a_branch_per_part_and_meets_its_cou
                         {"text": text, "tokens": 20, "finish_reason": "stop"})["count_ok"]
     with pytest.raises(ValueError):
         compose(parts, ["only one"])
+
+
+def test_composed_prompts_name_their_parts_and_are_split_back():
+    topics = ["salt", "the telephone", "DNA", "yoga"]
+    rows = composed_prompts(topics, 60, seed=1, existing=["Tell me about salt: what it is and its history."])
+    assert len(rows) == 60 and len({r["prompt"] for r in rows}) == 60 and len({r["id"] for r in rows}) == 60
+    assert rows == composed_prompts(topics, 60, seed=1, existing=["Tell me about salt: what it is and its history."])
+    assert all(r["prompt"] != "Tell me about salt: what it is and its history." for r in rows)
+    assert {r["count"] for r in rows} == {2, 3, 4} and all(r["category"] == "multi_part" for r in rows)
+    for r in rows:
+        parts = parts_of(r["prompt"])
+        assert parts is not None and len(parts) == r["count"], r["prompt"]
+        assert {p.title for p in parts} <= {PARTS[n][0] for n in GENERIC_PARTS}
+        assert all(any(t in p.question for t in topics) for p in parts), r["prompt"]
+    # every frame is used, and a frame that starts with the topic gives it back as it stands mid-sentence
+    assert {next(f for f in FRAMES if _frame_of(f, r["prompt"])) for r in rows} == set(FRAMES)
+    assert [p.question for p in parts_of("The telephone: what it is and why it matters?")] == [
+        "What is the telephone?", "Why does the telephone matter?"]
+    assert parts_of("DNA: its history and one interesting fact?")[0].question == "What is the history of DNA?"
+    # a part that is not known, or a part named twice, is no split
+    assert parts_of("Tell me about salt: what it is and who sells it.") is None
+    assert parts_of("Tell me about salt: its history and its history.") is None
+
+
+def _frame_of(frame: str, prompt: str) -> bool:
+    import re
+
+    pattern = re.escape(frame).replace(r"\{t\}", ".+?").replace(r"\{T\}", ".+?").replace(r"\{parts\}", ".+")
+    return re.fullmatch(pattern, prompt) is not None
 
 
 def test_part_problem():

@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     s.add_argument("--more", type=integer(0), default=2000, metavar="N",
                    help="also write N more training prompts (many phrasings, counts 2..7, a fifth serial) to "
                         "DIR/prompts_train_more.jsonl (0: none; default: %(default)s)")
+    s.add_argument("--parts", type=integer(0), default=0, metavar="N",
+                   help="also write N multi-part prompts composed of a frame and 2 to 4 generic parts to "
+                        "DIR/prompts_train_parts.jsonl, answered by `data answers --by-parts` (default: none)")
     s.add_argument("--independent", type=existing_file, default=None, metavar="PATH",
                    help="prompts never to train on: those identical or close (token Jaccard >= 0.8) to one are "
                         "dropped (default: benchmarks/independent_prompts.jsonl, if it exists)")
@@ -39,7 +42,8 @@ def add_parser(sub) -> None:
     s.add_argument("--model", type=gguf_file, default=None,
                    help="GGUF of the base model (default: --base's, from its PyPI package)")
     s.add_argument("--prompts", type=existing_file, nargs="+", default=None,
-                   help="prompt file(s) (default: every DIR/prompts_train*.jsonl that exists: train, extra, more)")
+                   help="prompt file(s) (default: every DIR/prompts_train*.jsonl that exists: train, extra, more; "
+                        "with --by-parts also parts)")
     s.add_argument("--out", default=None, help="answer file (default: DIR/answers.jsonl)")
     s.add_argument("--max-tokens", type=integer(1), default=None, metavar="N",
                    help="most tokens of an answer (default: the base's, aspd_local.bases: "
@@ -54,7 +58,8 @@ def add_parser(sub) -> None:
                    help="try again (repetition penalty 1.1) an answer whose number of items differs from the number "
                         "asked (off: measured, it costs more than it gains)")
     s.add_argument("--by-parts", action="store_true",
-                   help="answer the multi-part prompts part by part, each part's own question alone, into "
+                   help="answer the multi-part prompts (of the fixed templates, and the composed ones of "
+                        "DIR/prompts_train_parts.jsonl) part by part, each part's own question alone, into "
                         "DIR/answers_parts.jsonl (aspd_local.data.parts); `data build` puts them in place of the "
                         "whole answers")
     _base_option(s, argparse.SUPPRESS)
@@ -111,11 +116,14 @@ def _engine(args, n_slots: int = 1):
                   max_draft_paths=1, speculate="none", suffix_cache=False, n_slots=max(1, n_slots))
 
 
-def _prompt_rows(d: Path, files=None) -> list[dict]:
+def _prompt_rows(d: Path, files=None, by_parts: bool = True) -> list[dict]:
+    """The rows of ``files``, else of every training prompt file in DIR (``by_parts``: with the composed
+    multi-part prompts, which are answered only part by part)."""
     from ..data import paths
     from ..data.jsonl import read_jsonl
 
-    files = files or [d / f for f in paths.TRAIN_PROMPT_FILES if (d / f).exists()]
+    names = paths.TRAIN_PROMPT_FILES + ((paths.PARTS_PROMPTS,) if by_parts else ())
+    files = files or [d / f for f in names if (d / f).exists()]
     return [r for f in files for r in read_jsonl(f, required=("id", "prompt", "category"))]
 
 
@@ -152,6 +160,18 @@ def run_prompts(args) -> int:
         _progress(f"{len(more)} more training prompts -> {d / paths.MORE_PROMPTS} ({len(dropped)} dropped as "
                   f"identical or close to one of the {len(ind)} independent evaluation prompts"
                   + (f": {'; '.join(r['prompt'] for r in dropped[:5])}" if dropped else "") + ")")
+    if args.parts:
+        from ..data.overlap import IndependentSet
+        from ..data.parts import composed_prompts
+        from ..data.prompts import family_topics
+
+        topics = next(pool for fam, pool in family_topics(args.seed) if fam.category == "multi_part")
+        have = [r["prompt"] for r in _prompt_rows(d, by_parts=False)]
+        parts, dropped = IndependentSet.load(args.independent).split(
+            composed_prompts(topics, args.parts, seed=args.seed, existing=have))
+        write_jsonl(d / paths.PARTS_PROMPTS, parts)
+        _progress(f"{len(parts)} composed multi-part prompts -> {d / paths.PARTS_PROMPTS} ({len(dropped)} dropped "
+                  f"as identical or close to an independent evaluation prompt)")
     return 0
 
 
@@ -160,7 +180,7 @@ def run_answers(args) -> int:
     from ..data.answers import AnswerSettings, generate_answers
 
     d = _data_dir(args)
-    prompts = _prompt_rows(d, args.prompts)
+    prompts = _prompt_rows(d, args.prompts, by_parts=args.by_parts)
     settings = AnswerSettings(max_tokens=args.max_tokens or get(args.base).answer_tokens,
                               concurrency=args.concurrency, count_retry=args.count_retry, by_parts=args.by_parts)
     if args.by_parts:

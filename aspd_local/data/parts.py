@@ -15,6 +15,8 @@ The parts are read from the prompt templates of ``aspd_local.data.prompts`` (a t
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -70,24 +72,95 @@ TEMPLATE_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Composed prompts (:func:`composed_prompts`): a frame around a topic and 2 to 4 parts of GENERIC_PARTS,
+# so that the model meets many combinations and orders of parts, each part one branch under its own title
+FRAMES: tuple[str, ...] = (
+    "Tell me about {t}: {parts}.",
+    "Explain {t}: {parts}.",
+    "I'd like to know about {t}: {parts}.",
+    "For a school project on {t}, tell me {parts}.",
+    "Give me a short overview of {t}: {parts}.",
+    "Help me understand {t}: {parts}.",
+    "Could you explain {t} to me - {parts}?",
+    "{T}: {parts}?",
+)
+# parts that fit any topic of the multi-part pool (things, materials, practices: "the telephone", "salt",
+# "yoga"); "how it works" or "how it is made" fit only some, so they stay in the fixed templates
+GENERIC_PARTS: tuple[str, ...] = (
+    "what it is", "where it comes from", "what it is used for", "why it matters", "its history",
+    "what it is like", "how people use it", "one interesting fact",
+)
+_SPLIT = re.compile(r",\s*and\s+|,\s*|\s+and\s+")
+
+
 @lru_cache(maxsize=1)
-def _patterns() -> list[tuple[re.Pattern, tuple[str, ...]]]:
-    out = []
+def _patterns() -> list[tuple[re.Pattern, tuple[str, ...] | None]]:
+    """(pattern, parts) of every fixed template, then (pattern, None) of every frame (its parts are read
+    from the prompt)."""
+    out: list[tuple[re.Pattern, tuple[str, ...] | None]] = []
     for template, parts in TEMPLATE_PARTS.items():
         head, _, tail = template.partition("{t}")
         out.append((re.compile(re.escape(head) + r"(?P<t>.+?)" + re.escape(tail) + r"\Z"), parts))
+    for frame in FRAMES:
+        body = re.escape(frame).replace(r"\{t\}", r"(?P<t>.+?)").replace(r"\{T\}", r"(?P<T>.+?)")
+        out.append((re.compile(body.replace(r"\{parts\}", r"(?P<parts>.+)") + r"\Z"), None))
     return out
 
 
+def _uncap(topic: str) -> str:
+    """The topic as it stands mid-sentence ("The telephone" -> "the telephone"; "DNA", "GPS" stay)."""
+    return topic[0].lower() + topic[1:] if topic[:1].isupper() and not topic[1:2].isupper() else topic
+
+
 def parts_of(prompt: str) -> list[Part] | None:
-    """The parts ``prompt`` names, each with its own question; None for a prompt from no known template."""
+    """The parts ``prompt`` names, each with its own question; None for a prompt from no known template
+    or frame, or naming a part that is not in PARTS."""
     for pattern, names in _patterns():
         m = pattern.match(prompt.strip())
-        if m:
-            topic = m.group("t")
-            plural = topic in PLURAL_MULTI_PART
-            return [Part(PARTS[n][0], PARTS[n][2 if plural else 1].format(t=topic)) for n in names]
+        if not m:
+            continue
+        topic = m.group("t") if "t" in m.groupdict() else _uncap(m.group("T"))
+        if names is None:
+            names = tuple(_SPLIT.split(m.group("parts")))
+            if len(names) < 2 or any(n not in PARTS for n in names) or len(set(names)) < len(names):
+                continue
+        plural = topic in PLURAL_MULTI_PART
+        return [Part(PARTS[n][0], PARTS[n][2 if plural else 1].format(t=topic)) for n in names]
     return None
+
+
+def _join(phrases: list[str], oxford: bool) -> str:
+    if len(phrases) == 2:
+        return f"{phrases[0]} and {phrases[1]}"
+    return ", ".join(phrases[:-1]) + ("," if oxford else "") + f" and {phrases[-1]}"
+
+
+def composed_prompts(topics: list[str], n: int, seed: int = 0, existing=()) -> list[dict]:
+    """``n`` multi-part training prompts (ids ``q`` + 8 hex digits of the text's hash): a frame, a topic
+    (cycled through ``topics`` in a seeded order) and 2 to 4 distinct parts of GENERIC_PARTS ("what it
+    is" first when drawn); ``count`` is the number of parts. None has a text of ``existing``."""
+    rng = random.Random(f"{seed}-parts")
+    have = set(existing)
+    order = list(topics)
+    rng.shuffle(order)
+    rows: list[dict] = []
+    i = 0
+    while len(rows) < n and i < 50 * max(n, 1):
+        topic = order[i % len(order)]
+        i += 1
+        k = rng.choices((2, 3, 4), weights=(3, 4, 3))[0]
+        names = rng.sample(GENERIC_PARTS, k)
+        if "what it is" in names:
+            names.remove("what it is")
+            names.insert(0, "what it is")
+        frame = rng.choice(FRAMES)
+        text = frame.format(t=topic, T=topic[:1].upper() + topic[1:], parts=_join(names, rng.random() < 0.5))
+        if text in have:
+            continue
+        have.add(text)
+        rows.append({"id": "q" + hashlib.sha1(text.encode()).hexdigest()[:8], "prompt": text,
+                     "category": "multi_part", "count": k, "count_form": "enumerated"})
+    return rows
 
 
 def part_problem(answer: str) -> str | None:

@@ -13,7 +13,9 @@ TRAIN_PROMPTS = "prompts_train.jsonl"
 EVAL_PROMPTS = "prompts_eval.jsonl"
 EXTRA_PROMPTS = "prompts_train_extra.jsonl"
 MORE_PROMPTS = "prompts_train_more.jsonl"  # issue 13: many phrasings, counts 2..7
-TRAIN_PROMPT_FILES = (TRAIN_PROMPTS, EXTRA_PROMPTS, MORE_PROMPTS)  # every training prompt, in this order
+TRAIN_PROMPT_FILES = (TRAIN_PROMPTS, EXTRA_PROMPTS, MORE_PROMPTS)  # every prompt answered whole, in this order
+# multi-part prompts composed of a frame and generic parts (data/parts.py), answered only part by part
+PARTS_PROMPTS = "prompts_train_parts.jsonl"
 ANSWERS = "answers.jsonl"
 ANSWERS_BY_PARTS = "answers_parts.jsonl"  # multi-part prompts answered part by part (data/parts.py)
 TRAIN = "train.jsonl"
