@@ -9,8 +9,9 @@ question ("Where does salt come from?") and writes the answer as the parts under
 layout of the example turns (``**What it is**: ...``), one paragraph each. The text is still the base
 model's own; only the layout is the pipeline's.
 
-The parts are read from the prompt templates of ``aspd_local.data.prompts`` (a test checks that every
-``multi_part`` template has its parts here); a prompt from no template has none.
+The parts are read from the prompt: the fixed ``multi_part`` templates of ``aspd_local.data.prompts`` (a
+test checks that every one has its parts here), and the prompts :func:`composed_prompts` makes of a frame
+and generic parts (``data prompts --parts N``); any other prompt has none.
 """
 
 from __future__ import annotations
