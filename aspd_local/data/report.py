@@ -84,6 +84,7 @@ def render_report(s: dict) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {c} | {v.get('answers', 0)} | {v['rows']} | {v['parallel']} |" for c, v in s["per_category"].items()]
-    lines += ["", "## Time per stage (seconds)", "", "| stage | s |", "|---|---|"]
+    lines += ["", "## Time per stage (seconds)", "", "`answers_summed` adds up each answer's own time: with several "
+              "answers in flight at once the wall time was less.", "", "| stage | s |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s.get("seconds", {}).items()]
     return "\n".join(lines) + "\n"
