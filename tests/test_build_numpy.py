@@ -132,19 +132,23 @@ def numpy_build(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def transformers_build():
-    """Today's build (base read back by transformers, delta applied by peft, converted), cached per manifest."""
-    pytest.importorskip("torch", reason="the reference build (today's path) needs torch")
-    pytest.importorskip("transformers", reason="the reference build (today's path) needs transformers")
-    pytest.importorskip("peft", reason="the reference build (today's path) needs peft")
+def transformers_gguf(delta: Path, name: str, base_gguf=None) -> Path:
+    """Today's build of ``delta`` (base read back by transformers, delta applied by peft, converted to
+    q8_0), cached per manifest as ``name-<key>-transformers-q8_0.gguf``; skips where a package is missing."""
+    for pkg in ("torch", "transformers", "peft"):
+        pytest.importorskip(pkg, reason=f"the reference build (today's path) needs {pkg}")
     from aspd_local.train.export import build_gguf as export_build
 
-    key = sha256(DELTA / "manifest.json")[:12]
-    path = cache_dir() / "test" / f"aspd-gemma3-270m-{key}-transformers-q8_0.gguf"
+    key = sha256(delta / "manifest.json")[:12]
+    path = cache_dir() / "test" / f"{name}-{key}-transformers-q8_0.gguf"
     if not path.exists():
-        export_build(DELTA, path, base_gguf=base_model_path(), outtype="q8_0", progress=False, via="transformers")
+        export_build(delta, path, base_gguf=base_gguf, outtype="q8_0", progress=False, via="transformers")
     return path
+
+
+@pytest.fixture(scope="module")
+def transformers_build():
+    return transformers_gguf(DELTA, "aspd-gemma3-270m", base_gguf=base_model_path())
 
 
 @pytest.fixture(scope="module")

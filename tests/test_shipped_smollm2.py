@@ -12,8 +12,8 @@ import pytest
 from gguf import GGUFReader
 
 from aspd_local import bases
-from aspd_local.models import cache_dir, default_model_path
-from test_build_numpy import ASPD_NAMES, ROLES, TOL, llama_logits, sha256
+from aspd_local.models import default_model_path
+from test_build_numpy import ASPD_NAMES, ROLES, TOL, llama_logits, transformers_gguf
 
 SMOL = bases.get("smollm2-135m")
 DELTA = SMOL.delta_dir
@@ -42,16 +42,7 @@ def numpy_build() -> str:
 
 @pytest.fixture(scope="module")
 def transformers_build() -> str:
-    pytest.importorskip("torch", reason="the reference build needs torch")
-    pytest.importorskip("transformers", reason="the reference build needs transformers")
-    pytest.importorskip("peft", reason="the reference build needs peft")
-    from aspd_local.train.export import build_gguf
-
-    key = sha256(DELTA / "manifest.json")[:12]
-    path = cache_dir() / "test" / f"aspd-smollm2-135m-{key}-transformers-q8_0.gguf"
-    if not path.exists():
-        build_gguf(DELTA, path, outtype="q8_0", progress=False, via="transformers")
-    return str(path)
+    return str(transformers_gguf(DELTA, "aspd-smollm2-135m"))
 
 
 def test_shipped_smollm2_model_matches_the_transformers_build(numpy_build, transformers_build):
