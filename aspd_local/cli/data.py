@@ -90,7 +90,6 @@ def add_parser(sub) -> None:
 def _base_option(p, default=None) -> None:
     """``--base`` and ``--dir``, before or after the stage (``data --base B answers`` or ``data answers
     --base B``): the stage's own options default to SUPPRESS so that they do not undo the outer ones."""
-
     p.add_argument("--dir", default=default, help="data directory (default: models/aspd-<base>/data)")
     p.add_argument("--base", type=base_name, default=default if default is not None else DEFAULT_BASE,
                    metavar="NAME", help="base model (aspd_local.bases): its GGUF answers and measures, and its "
@@ -98,7 +97,6 @@ def _base_option(p, default=None) -> None:
 
 
 def _data_dir(args) -> Path:
-
     return Path(args.dir) if args.dir else get(args.base).data_dir
 
 

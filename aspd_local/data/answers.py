@@ -146,6 +146,7 @@ def answer_row(engine: Engine, prompt_row: dict, settings: AnswerSettings) -> di
         t = best_try(engine, prompt_row["prompt"], settings, count)
         row.update(answer=t.answer, ended=t.ended, tokens=t.tokens, repeat_penalty=t.repeat_penalty,
                    rejected=t.problems[0] if t.problems else None, tries=t.tries)
+        count_ok = t.count_ok  # best_try checked the kept answer's count already
     else:  # each part alone; a part without a usable answer drops the row (its tries are under "parts")
         done: list[Try] = []
         for p in parts:
@@ -160,10 +161,11 @@ def answer_row(engine: Engine, prompt_row: dict, settings: AnswerSettings) -> di
                    parts=[{"title": p.title, "question": p.question, "answer": t.answer,
                            "repeat_penalty": t.repeat_penalty, "problems": t.problems, "tries": t.tries}
                           for p, t in zip(parts, done)])
+        count_ok = None if bad else _count_ok(row["answer"], count)
     row.update(max_tokens=settings.max_tokens, fewshot=settings.fewshot,
                seconds=round(time.perf_counter() - t0, 2))
     if count is not None:
-        row["count_ok"] = None if row["rejected"] else _count_ok(row["answer"], count)
+        row["count_ok"] = count_ok
     return row
 
 

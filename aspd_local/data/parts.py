@@ -116,8 +116,9 @@ def _uncap(topic: str) -> str:
 def parts_of(prompt: str) -> list[Part] | None:
     """The parts ``prompt`` names, each with its own question; None for a prompt from no known template
     or frame, or naming a part that is not in PARTS."""
+    prompt = prompt.strip()
     for pattern, names in _patterns():
-        m = pattern.match(prompt.strip())
+        m = pattern.match(prompt)
         if not m:
             continue
         topic = m.group("t") if "t" in m.groupdict() else _uncap(m.group("T"))
