@@ -142,3 +142,44 @@ def apply_delta(base_model, delta_dir):
         emb = merged.get_input_embeddings()
         emb.weight[rows["ids"]] = rows["rows"].to(emb.weight.dtype)
     return merged
+
+
+def load_delta_weights(peft_model, lm, delta_dir, ids: AspdTokens, *, base_sha256: str | None,
+                       recipe: Recipe) -> None:
+    """Start training from an existing delta instead of a fresh adapter: its LoRA matrices go into
+    ``peft_model`` and its control rows into ``lm.rows``. The delta must be of the same base (GGUF
+    sha256, unless ``base_sha256`` is None), the same ASPD token ids and the same LoRA shape (rank, alpha, target modules)."""
+    from peft import set_peft_model_state_dict
+
+    from ..build import BuildError, load_manifest
+
+    delta_dir = Path(delta_dir)
+    try:
+        man = load_manifest(delta_dir)
+    except BuildError as e:
+        raise TrainError(f"--init: {e}") from None
+    if base_sha256 is not None and man["base"]["sha256"] != base_sha256:
+        raise TrainError(f"--init: {delta_dir} was trained on another base ({man['base'].get('file')}), "
+                         "not this run's")
+    theirs = Recipe.from_dict(man.get("recipe", {}))
+    shape = ("lora_r", "lora_alpha", "lora_targets")
+    diff = [k for k in shape if getattr(theirs, k) != getattr(recipe, k)]
+    if diff:
+        raise TrainError(f"--init: {delta_dir} has another LoRA shape ({', '.join(diff)}: "
+                         + ", ".join(f"{getattr(theirs, k)} vs {getattr(recipe, k)}" for k in diff) + ")")
+    for name in (ADAPTER_WEIGHTS, ROWS):
+        if not (delta_dir / name).exists():
+            raise TrainError(f"--init: incomplete delta in {delta_dir}: {name} is missing")
+    rows = load_file(str(delta_dir / ROWS))
+    if rows["ids"].tolist() != list(ids.ids) or tuple(rows["rows"].shape) != tuple(lm.rows.shape):
+        raise TrainError(f"--init: {delta_dir}'s control rows are for tokens {rows['ids'].tolist()}, "
+                         f"this run's are {list(ids.ids)}")
+    state = load_file(str(delta_dir / ADAPTER_WEIGHTS))
+    result = set_peft_model_state_dict(peft_model, state)
+    expected = {n for n, _ in peft_model.named_parameters() if "lora_" in n}
+    missing = [k for k in getattr(result, "missing_keys", []) if k in expected]
+    if missing or getattr(result, "unexpected_keys", None):
+        raise TrainError(f"--init: {delta_dir}'s adapter does not fit this model "
+                         f"({len(missing)} LoRA tensors missing, {len(result.unexpected_keys)} unexpected)")
+    with torch.no_grad():  # (load_state_dict copied the float16 adapter into the float32 masters)
+        lm.rows.copy_(rows["rows"].to(lm.rows.dtype))

@@ -37,6 +37,9 @@ class Recipe:
     seed: int = 0
     aspd_tokens: str = DEFAULT_ASPD_TOKENS
     loss_chunk: int = 256
+    # a delta directory to start from (its LoRA matrices and control rows) instead of a fresh adapter;
+    # "" starts fresh
+    init: str = ""
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

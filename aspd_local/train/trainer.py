@@ -103,7 +103,8 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, train_set: TrainSet, hf_dir, ids: AspdTokens, recipe: Recipe, run_dir, *,
-                 save_every: int = 25, progress: bool = True, meta: dict | None = None, model=None):
+                 save_every: int = 25, progress: bool = True, meta: dict | None = None, model=None,
+                 base_sha256: str | None = None):
         recipe = dataclasses.replace(recipe, dtype=compute_dtype(recipe.dtype))
         self.data, self.ids, self.recipe = train_set, ids, recipe
         self.run_dir = Path(run_dir)
@@ -112,6 +113,10 @@ class Trainer:
         self.meta = dict(meta or {})
         seed_everything(recipe.seed)
         self.lm, self.peft_model = build_trainable(hf_dir, recipe, ids.ids, model=model)
+        if recipe.init:
+            from .delta import load_delta_weights
+
+            load_delta_weights(self.peft_model, self.lm, recipe.init, ids, base_sha256=base_sha256, recipe=recipe)
         self.dtype = getattr(torch, recipe.dtype)
         self.pad_id = int(getattr(self.lm.model.config, "pad_token_id", None) or 0)
         widths = [widest_block(r.tokens[r.n_prompt:], ids) for r in train_set.rows]
@@ -287,7 +292,9 @@ def train(data_path, run_dir, recipe: Recipe | None = None, *, base: str | None 
     note(f"{data.stats['rows']} rows ({data.stats['rows_parallel']} with parallel blocks), "
          f"{data.stats['tokens']} tokens, {data.stats['loss_tokens']} with loss; skipped {data.stats['skipped']}")
     hf_dir = float_model_dir(base_gguf, progress=progress)
-    trainer = Trainer(data, hf_dir, ids, recipe, run_dir, save_every=save_every, progress=progress)
+    base_meta = base_info(base_gguf)
+    trainer = Trainer(data, hf_dir, ids, recipe, run_dir, save_every=save_every, progress=progress,
+                      base_sha256=base_meta["sha256"])
     prep_s = time.perf_counter() - t_prep
     if resume and trainer.resume():
         note(f"resumed at step {trainer.step} of {trainer.total_steps}")
@@ -306,7 +313,7 @@ def train(data_path, run_dir, recipe: Recipe | None = None, *, base: str | None 
     out = None
     if done:
         out = Path(delta_dir) if delta_dir else run_dir / "delta"
-        save_delta(trainer.peft_model, trainer.lm, ids, out, base=base_info(base_gguf), recipe=trainer.recipe,
+        save_delta(trainer.peft_model, trainer.lm, ids, out, base=base_meta, recipe=trainer.recipe,
                    data_stats=data.stats, log=log, timings={"prepare_s": round(prep_s, 1),
                                                             "train_s": round(train_s, 1)},
                    steps={"done": trainer.step, "planned": trainer.total_steps})
