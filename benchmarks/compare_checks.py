@@ -5,7 +5,8 @@
 For each objective check (aspd_local.bench.checks) it prints both shares and, over the prompts both
 reports answered, how many answers only one of them gets right, with a two-sided sign-test p-value:
 a difference of a few prompts out of 260 is noise, and the table says so. Then the speed of `parallel`
-against `ar` in each report (tokens per second, same run), and the issue-13 targets met by the candidate.
+against `ar` in each report (tokens per second, same run), where the count misses are (by prompt category
+and asked number), and the issue-13 targets met by the candidate.
 A check is "better" when the candidate's share is lower (duplicates, loops, runaway) or higher (count
 fidelity, blocks on list-style prompts, distinct-2); blocks on serial prompts are better lower.
 """
@@ -60,10 +61,35 @@ def paired(a_rows: list[dict], b_rows: list[dict], key: str, higher: bool, scope
 
 
 def speed(report: dict) -> float | None:
+    """`parallel` against `ar` in tokens per second, as the report's summary gives it (same run)."""
     s = report.get("summary", {})
-    if "ar" in s and "parallel" in s and s["ar"].get("tokens_per_s"):
+    if s.get("parallel", {}).get("speedup_vs_ar") is not None:
+        return round(s["parallel"]["speedup_vs_ar"], 3)
+    if "ar" in s and "parallel" in s and s["ar"].get("tokens_per_s"):  # reports from before the field
         return round(s["parallel"]["tokens_per_s"] / s["ar"]["tokens_per_s"], 3)
     return None
+
+
+def asked_group(asked: int) -> str:
+    return "asked 2-4" if asked <= 4 else "asked 5-7" if asked <= 7 else "asked 8+"
+
+
+def count_groups(a_rows: list[dict], b_rows: list[dict]) -> dict:
+    """Count fidelity where the misses are: answers meeting the asked count per prompt category and per
+    asked number (2-4, 5-7), over the prompts both reports answered: {group: [prompts, current met,
+    candidate met]}."""
+    a = {r["id"]: r for r in a_rows}
+    out: dict[str, list[int]] = {}
+    for r in b_rows:
+        other = a.get(r["id"])
+        if other is None or r.get("count_ok") is None or other.get("count_ok") is None:
+            continue
+        for group in (r.get("category", "?"), asked_group(r["asked"])):
+            g = out.setdefault(group, [0, 0, 0])
+            g[0] += 1
+            g[1] += bool(other["count_ok"])
+            g[2] += bool(r["count_ok"])
+    return dict(sorted(out.items()))
 
 
 def compare(current: dict, candidate: dict, mode: str = "parallel") -> dict:
@@ -76,6 +102,7 @@ def compare(current: dict, candidate: dict, mode: str = "parallel") -> dict:
         entry = {"current": a, "candidate": b, "better": None if a == b else (b > a) == higher}
         entry.update(paired(rows_a, rows_b, key, higher, scope))
         out["checks"][check] = entry
+    out["count_groups"] = count_groups(rows_a, rows_b)
     a, b = ha[mode]["distinct_2"], hb[mode]["distinct_2"]
     out["checks"]["distinct_2"] = {"current": a, "candidate": b, "better": None if a == b else b > a}
     # the candidate's parallel against its own ar on the answer checks (issue 13: parallel at least as
@@ -105,6 +132,8 @@ def print_table(c: dict, names: tuple[str, str]) -> None:
         extra = (f"  {e['only_current']:>8}{e['only_candidate']:>10}{e['p']:>8.3f}" if "p" in e else "")
         mark = {True: "better", False: "worse", None: "same"}[e["better"]]
         print(f"  {check:<22}{fmt(e['current']):>9}{fmt(e['candidate']):>11}{extra}  {mark}")
+    groups = "; ".join(f"{g} {cur}/{cand} of {n}" for g, (n, cur, cand) in c["count_groups"].items())
+    print(f"  count met (current/candidate), by category and asked number: {groups}")
     s = c["speed_parallel_vs_ar"]
     print(f"  parallel / ar tokens per second: current {s['current']}x, candidate {s['candidate']}x")
     if "candidate_parallel_vs_ar" in c:

@@ -57,6 +57,8 @@ def test_compare_counts_the_prompts_only_one_model_gets_right(cc):
     assert (dup["current"], dup["candidate"], dup["better"]) == (0.2, 0.0, True)
     assert (dup["only_current"], dup["only_candidate"]) == (0, 1)  # only the candidate is free of it on p3
     assert c["speed_parallel_vs_ar"] == {"current": 1.5, "candidate": 1.2}
+    # where the count misses are: per category and asked number, [prompts, current met, candidate met]
+    assert c["count_groups"] == {"list": [4, 2, 3], "asked 2-4": [4, 2, 3]}
     assert c["targets"]["count_fidelity"]["met"] is False and c["targets"]["duplicate_items"]["met"] is True
     assert c["targets"]["blocks_on_serial"]["met"] is True and c["targets"]["blocks_on_list_style"]["met"] is True
 
@@ -74,6 +76,13 @@ def test_blocks_are_paired_on_their_own_prompts(cc):
     # parallel vs its own ar compares answers, not blocks (ar opens none)
     assert set(c["candidate_parallel_vs_ar"]) == {"count_fidelity", "duplicate_items", "loops", "runaway",
                                                    "distinct_2"}
+
+
+def test_speed_is_the_reports_own_ratio_where_it_has_one(cc):
+    r = report({})
+    assert cc.speed(r) == 1.5  # an older report: from the tokens per second
+    r["summary"]["parallel"]["speedup_vs_ar"] = 1.25
+    assert cc.speed(r) == 1.25
 
 
 def test_cli_refuses_reports_of_other_prompts(cc, tmp_path, capsys):
