@@ -69,3 +69,35 @@ def test_bench_report(q4_path, tmp_path):
     s = rep["summary"]
     assert {"tokens_per_s", "speedup_vs_ar", "speedup_vs_sequential"} <= set(s["parallel"])
     assert "efficiency" in s["parallel"]
+
+
+def test_bench_stopped_during_the_judges_keeps_its_answers(q4_path, tmp_path, monkeypatch):
+    """The judges take minutes after the answers: a run stopped there has written its answers and their
+    objective checks already (``bench --rescore`` adds the judges later)."""
+    from aspd_local.bench.quality import report_key
+    from aspd_local.cli import bench
+    from aspd_local.cli.main import build_parser
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "List two colours.", "category": "list", "count": 2}\n')
+    out = tmp_path / "out.json"
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "quality", stopped)
+    monkeypatch.setenv("ASPD_LOCAL_CACHE", str(tmp_path))
+    args = build_parser().parse_args(["bench", q4_path, "--prompts", str(prompts), "--modes", "ar,parallel",
+                                      "--max-tokens", "6", "--json", str(out), "--speculate", "none",
+                                      "--quality", q4_path, "--judges", "chat"])
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the judge was not reached")
+    rep = json.loads(out.read_text())
+    assert [r["mode"] for r in rep["results"]] == ["ar", "parallel"]
+    assert {"ar", "parallel"} <= set(rep["checks"]) and "checks_headline" in rep
+    assert report_key("chat") not in rep  # the judge never finished
+    assert rep["prompts_file"] == "p.jsonl"

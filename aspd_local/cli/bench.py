@@ -77,9 +77,12 @@ def main(args) -> int:
                            lookup_settings={"num_pred_tokens": args.lookup_tokens})
     finally:
         engine.close()
-    if args.quality:
-        _add_quality(report, prompts, args, judges)
     report["prompts_file"] = os.path.basename(path)
+    if args.quality:
+        _add_checks(report, prompts)
+        if args.json_out:  # the answers and their checks are kept if the judges (minutes) are stopped
+            _write(report, args.json_out, quiet=True)
+        _add_judges(report, prompts, args, judges)
     print(json.dumps(report["summary"], indent=2))
     _print_quality(report, judges)
     if args.json_out:
@@ -87,12 +90,13 @@ def main(args) -> int:
     return 0
 
 
-def _write(report: dict, path: str) -> None:
+def _write(report: dict, path: str, quiet: bool = False) -> None:
     tmp = path + ".partial"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=2, ensure_ascii=False)
     os.replace(tmp, path)
-    print(f"report written to {path}", file=sys.stderr)
+    if not quiet:
+        print(f"report written to {path}", file=sys.stderr)
 
 
 def _print_quality(report: dict, judges: list[str]) -> None:
@@ -121,22 +125,27 @@ def _rescore(args, prompts: list[dict], judges: list[str]) -> int:
         raise AspdLocalError(f"--rescore: {len(missing)} answers have no prompt in the prompt file "
                              f"(e.g. {missing[0]}): pass the --prompts of that run")
     args.quality = args.quality or "base"
-    _add_quality(report, prompts, args, judges)
+    _add_checks(report, prompts)
+    _add_judges(report, prompts, args, judges)
     _print_quality(report, judges)
     _write(report, args.json_out or args.rescore)
     return 0
 
 
-def _add_quality(report: dict, prompts: list[dict], args, judges: list[str]) -> None:
+def _add_checks(report: dict, prompts: list[dict]) -> None:
+    """The objective checks: what anyone can count in the answers (module aspd_local.bench.checks)."""
+    report["checks"] = objective_checks(report["results"], prompts)
+    report["checks_headline"] = headline(report["checks"])
+    if "parallel" in {r["mode"] for r in report["results"]}:
+        report["adaptivity"] = adaptivity(report["results"])
+
+
+def _add_judges(report: dict, prompts: list[dict], args, judges: list[str]) -> None:
+    """The likelihood judges: parallel answers against ar ones under the reference model."""
     from ..engine import Engine
     from ..models import base_model_path
 
-    # objective checks first: what anyone can count in the answers (module aspd_local.bench.checks)
-    report["checks"] = objective_checks(report["results"], prompts)
-    report["checks_headline"] = headline(report["checks"])
     modes = {r["mode"] for r in report["results"]}
-    if "parallel" in modes:
-        report["adaptivity"] = adaptivity(report["results"])
     if not {"parallel", "ar"} <= modes:
         print("note: --quality compares parallel with ar answers: run both modes", file=sys.stderr)
         return
