@@ -144,6 +144,7 @@ BAD = [
     (["train", "{ROWS}", "--lr", "-1"], "--lr must be > 0"),
     (["train", "{ROWS}", "--rows-lr", "-1"], "--rows-lr must be >= 0"),
     (["train", "{ROWS}", "--warmup", "1"], "--warmup must be in [0, 1), got 1"),
+    (["train", "{ROWS}", "--init", "/nonexistent"], "--init: no such directory: /nonexistent"),
     (["train", "{ROWS}", "--grad-accum", "0"], "--grad-accum must be >= 1"),
     (["train", "{ROWS}", "--batch-rows", "0"], "--batch-rows must be >= 1"),
     (["train", "{ROWS}", "--max-len", "0"], "--max-len must be >= 1"),

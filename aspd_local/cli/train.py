@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
                         "smollm2-135m) or a GGUF file")
     p.add_argument("--aspd-tokens", type=aspd_tokens, default=None, metavar="T1,...,T6",
                    help="six existing tokens used as the ASPD tokens (default: the base's, aspd_local.bases)")
-    p.add_argument("--init", type=existing_dir, default="", metavar="DELTA",
+    p.add_argument("--init", type=existing_dir, default=None, metavar="DELTA",
                    help="start from this delta's adapter and control rows (e.g. to train a shipped delta further on "
                         "new rows) instead of a fresh adapter; same base and LoRA shape")
     d = Recipe()
@@ -90,7 +90,7 @@ def main(args) -> int:
                     parallel_repeat=args.parallel_repeat, wide_repeat=args.wide_repeat,
                     wide_branches=args.wide_branches, serial_copies=args.serial_copies,
                     lora_r=args.lora_r, lora_alpha=args.lora_alpha, dtype=args.dtype, seed=args.seed,
-                    aspd_tokens=args.aspd_tokens or spec.aspd_tokens, init=args.init)
+                    aspd_tokens=args.aspd_tokens or spec.aspd_tokens, init=args.init or "")
     # default run directory: cache/train/<data name>, prefixed by the base unless it is the default one
     stem = Path(args.data).stem if spec.name == bases.DEFAULT_BASE else f"{spec.name}-{Path(args.data).stem}"
     out = Path(args.out) if args.out else cache_dir() / "train" / stem
