@@ -53,4 +53,4 @@ def test_delta_gguf_serves_the_trained_model(delta_gguf):
     worst = _engine_vs_torch(seen, logits, rows)
     assert len(seen) == len(rows) > 60
     assert worst < TOL, worst
-    print(f"\n{len(seen)} positions, same top-1, max abs logit difference {worst:.4f}")
+    print(f"\n{len(seen)} positions, same top-1 (or a near tie), max abs logit difference {worst:.4f}")

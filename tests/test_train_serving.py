@@ -98,11 +98,14 @@ def _predecessor_rows(encoded, ids):
 
 
 def _engine_vs_torch(seen, logits, rows) -> float:
-    """The largest logit difference between each engine step and torch's row for it (same top-1 asserted)."""
+    """The largest logit difference between each engine step and torch's row for it. The same top-1 is
+    asserted, except at a near tie: where torch itself puts the engine's top-1 within TOL of its own (f16
+    against float32 arithmetic may order two such tokens either way)."""
     worst = 0.0
     for key, n, got in seen:
         want = logits[rows[(key, n)]]
-        assert int(np.argmax(got)) == int(np.argmax(want)), (key, n)
+        g, w = int(np.argmax(got)), int(np.argmax(want))
+        assert g == w or want[w] - want[g] < TOL, (key, n, g, w, float(want[w] - want[g]))
         worst = max(worst, float(np.max(np.abs(got - want))))
     return worst
 
