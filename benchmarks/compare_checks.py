@@ -135,7 +135,8 @@ def print_table(c: dict, names: tuple[str, str]) -> None:
     groups = "; ".join(f"{g} {cur}/{cand} of {n}" for g, (n, cur, cand) in c["count_groups"].items())
     print(f"  count met (current/candidate), by category and asked number: {groups}")
     s = c["speed_parallel_vs_ar"]
-    print(f"  parallel / ar tokens per second: current {s['current']}x, candidate {s['candidate']}x")
+    ratio = {k: "- (no ar run)" if v is None else f"{v}x" for k, v in s.items()}
+    print(f"  parallel / ar tokens per second: current {ratio['current']}, candidate {ratio['candidate']}")
     if "candidate_parallel_vs_ar" in c:
         worse = [k for k, v in c["candidate_parallel_vs_ar"].items() if not v["at_least_as_good"]]
         print(f"  candidate parallel at least as good as its ar on every check: {'yes' if not worse else 'no: ' + ', '.join(worse)}")
