@@ -70,6 +70,12 @@ def load_manifest(delta_dir) -> dict:
     return man
 
 
+def missing_delta_file(delta_dir) -> str | None:
+    """The first of the delta's three files (adapter config, adapter weights, control rows) that
+    ``delta_dir`` lacks; None for a complete delta."""
+    return next((n for n in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ROWS) if not (Path(delta_dir) / n).is_file()), None)
+
+
 def check_base(delta_dir, gguf_path) -> None:
     """Raise unless ``gguf_path`` is the base the delta was trained on (by sha256)."""
     from .models import sha256_of
@@ -215,9 +221,9 @@ def build_gguf(delta_dir, out_path, *, base_gguf=None, outtype: str = "q8_0", pr
     delta_dir = Path(delta_dir)
     out_path = Path(out_path)
     man = load_manifest(delta_dir)
-    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ROWS):
-        if not (delta_dir / name).is_file():
-            raise BuildError(f"incomplete delta in {delta_dir}: {name} is missing")
+    missing = missing_delta_file(delta_dir)
+    if missing:
+        raise BuildError(f"incomplete delta in {delta_dir}: {missing} is missing")
     lora = _Lora(delta_dir)
     rows = read_safetensors(delta_dir / ROWS)
     if "rows" not in rows or "ids" not in rows:

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from ..aspd.tokens import ROLES, AspdTokens
 # the delta's file names and its manifest are read without torch, by the build that setup runs
-from ..build import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST, ROWS
+from ..build import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST, ROWS, BuildError, load_manifest, missing_delta_file
 from .base import TrainError, file_sha256
 from .recipe import Recipe
 
@@ -129,9 +129,9 @@ def apply_delta(base_model, delta_dir):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     delta_dir = Path(delta_dir)
-    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ROWS):
-        if not (delta_dir / name).exists():
-            raise TrainError(f"incomplete delta in {delta_dir}: {name} is missing")
+    missing = missing_delta_file(delta_dir)
+    if missing:
+        raise TrainError(f"incomplete delta in {delta_dir}: {missing} is missing")
     rows = load_file(str(delta_dir / ROWS))
     emb = base_model.get_input_embeddings()
     if rows["rows"].shape[1] != emb.weight.shape[1]:
@@ -151,8 +151,6 @@ def load_delta_weights(peft_model, lm, delta_dir, ids: AspdTokens, *, base_sha25
     sha256, unless ``base_sha256`` is None), the same ASPD token ids and the same LoRA shape (rank, alpha, target modules)."""
     from peft import set_peft_model_state_dict
 
-    from ..build import BuildError, load_manifest
-
     delta_dir = Path(delta_dir)
     try:
         man = load_manifest(delta_dir)
@@ -167,9 +165,9 @@ def load_delta_weights(peft_model, lm, delta_dir, ids: AspdTokens, *, base_sha25
     if diff:
         raise TrainError(f"--init: {delta_dir} has another LoRA shape ({', '.join(diff)}: "
                          + ", ".join(f"{getattr(theirs, k)} vs {getattr(recipe, k)}" for k in diff) + ")")
-    for name in (ADAPTER_WEIGHTS, ROWS):
-        if not (delta_dir / name).exists():
-            raise TrainError(f"--init: incomplete delta in {delta_dir}: {name} is missing")
+    missing = missing_delta_file(delta_dir)
+    if missing:
+        raise TrainError(f"--init: incomplete delta in {delta_dir}: {missing} is missing")
     rows = load_file(str(delta_dir / ROWS))
     if rows["ids"].tolist() != list(ids.ids) or tuple(rows["rows"].shape) != tuple(lm.rows.shape):
         raise TrainError(f"--init: {delta_dir}'s control rows are for tokens {rows['ids'].tolist()}, "
