@@ -55,7 +55,28 @@ def test_without_aspd_everything_is_serial():
 def test_render_drops_titles_prefixes_and_controls():
     pieces = {50: b"A", 51: b"B", 52: b": ", 60: b"one\n", 70: b"two\n", 100: b"Intro\n", 101: b"End"}
     toks = [100, TO, 50, TC, TO, 51, TC, PO, BO, 50, 52, 60, BC, BO, 51, 52, 70, BC, PC, 101]
-    assert render_tokens(toks, A, pieces.__getitem__) == "Intro\none\ntwo\nEnd"
+    # "one" is a paragraph, not a list item: it ends with a blank line before its sibling (section 4)
+    assert render_tokens(toks, A, pieces.__getitem__) == "Intro\none\n\ntwo\nEnd"
+
+
+def test_a_joined_block_is_well_formed_markdown():
+    from aspd_local.aspd.layout import branch_ending
+
+    # list items end their line, nothing more; a cut one gets its line end
+    assert branch_ending("- **Apple**: sweet.\n", last=False) == ""
+    assert branch_ending("2. **Pear**: soft", last=False) == "\n"
+    assert branch_ending("- **Plum**: small.", last=True) == "\n"
+    # a paragraph (bold lead, heading, prose) before a sibling ends with a blank line, the last one its line
+    assert branch_ending("**What it is**: a tool.\n", last=False) == "\n"
+    assert branch_ending("**What it is**: a tool", last=False) == "\n\n"
+    assert branch_ending("## Uses\nMany.\n\n", last=False) == ""
+    assert branch_ending("**How it works**: gears.", last=True) == "\n"
+    assert branch_ending("", last=False) == "\n"
+    pieces = {50: b"A", 51: b"B", 52: b": ", 60: b"**A**: one.\n", 61: b"- one\n", 70: b"**B**: two.\n",
+              71: b"- two\n"}
+    block = lambda x, y: [TO, 50, TC, TO, 51, TC, PO, BO, 50, 52, x, BC, BO, 51, 52, y, BC, PC]  # noqa: E731
+    assert render_tokens(block(60, 70), A, pieces.__getitem__) == "**A**: one.\n\n**B**: two.\n"
+    assert render_tokens(block(61, 71), A, pieces.__getitem__) == "- one\n- two\n"
 
 
 def test_metadata_and_mapping():

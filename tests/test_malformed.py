@@ -78,9 +78,10 @@ def test_branch_that_never_closes(f16_engine, reference_next):
     ends = {ev.branch: ev.reason for ev in events if type(ev).__name__ == "BranchEnd"}
     assert ends == {0: "cap", 1: "closed"}
     assert r.blocks[0].token_counts[0] == 1 + len(e.tokenize("Loop: ")) + 10 + 1
-    # the branch cut by its cap still ends its line: the joined block reads one item per line
+    # the branch cut by its cap still ends its line, and (a paragraph, not a list item, before a sibling)
+    # with a blank line: the joined block reads as two paragraphs
     cut = r.blocks[0].texts[0]
-    assert cut.endswith("\n") and cut.count("\n") == 1 and cut.rstrip("\n").endswith("again")
+    assert cut.endswith("\n\n") and cut.count("\n") == 2 and cut.rstrip("\n").endswith("again")
     assert cut + r.blocks[0].texts[1] in r.text
     _assert_clean(e, e.prompt_tokens("Loop forever."), r, reference_next)
 

@@ -6,6 +6,7 @@ derive the layout from token ids through this one function.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -87,6 +88,19 @@ def layout_of(tokens: Sequence[int], ids: AspdTokens | None, start: int = 0) -> 
     return lay
 
 
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+\u2022]|\d{1,3}[.)])[ \t]")
+
+
+def branch_ending(text: str, last: bool) -> str:
+    """What a finished branch's rendered text gets added so the joined block is well formed (docs/format.md
+    section 4): every branch ends its line; a branch other than the last that is not a list item (a bold
+    lead, a heading, a paragraph) ends with a blank line, so that the next branch starts a paragraph of its
+    own instead of running into this one. Display only: no token is added."""
+    if not last and text.strip() and not _LIST_ITEM.match(text):
+        return "" if text.endswith("\n\n") else "\n" if text.endswith("\n") else "\n\n"
+    return "" if text.endswith("\n") else "\n"
+
+
 def render_tokens(tokens: Sequence[int], ids: AspdTokens | None, piece) -> str:
     """The text a user sees (docs/format.md section 4) from a token stream, given ``piece(token) -> bytes``.
 
@@ -106,8 +120,8 @@ def render_tokens(tokens: Sequence[int], ids: AspdTokens | None, piece) -> str:
         text = b"".join(parts)
         prefix = titles[k] + sep if k < len(titles) else None
         text = text[len(prefix):] if prefix is not None and text.startswith(prefix) else text
-        # a branch always ends its line, also one cut short by its budget (the engine renders it so)
-        return text if text.endswith(b"\n") else text + b"\n"
+        # the engine adds the same ending to what it streams
+        return text + branch_ending(text.decode("utf-8", errors="replace"), k >= len(titles) - 1).encode()
 
     for t in tokens:
         if t == ids.title_open:

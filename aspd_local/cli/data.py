@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..bases import BASES, DEFAULT_BASE, get
-from .checks import CliParser, base_name, existing_file, gguf_file, integer, number
+from .checks import CliParser, UsageError, base_name, existing_file, gguf_file, integer, number
 
 
 def add_parser(sub) -> None:
@@ -32,9 +32,12 @@ def add_parser(sub) -> None:
     s.add_argument("--parts", type=integer(0), default=0, metavar="N",
                    help="also write N multi-part prompts composed of a frame and 2 to 4 generic parts to "
                         "DIR/prompts_train_parts.jsonl, answered by `data answers --by-parts` (default: none)")
+    s.add_argument("--serial-lists", type=integer(0), default=0, metavar="N",
+                   help="also write N serial prompts that look like lists (\"How do I X? Just a sentence, please.\") "
+                        "to DIR/prompts_train_serial.jsonl (default: none)")
     s.add_argument("--independent", type=existing_file, default=None, metavar="PATH",
                    help="prompts never to train on: those identical or close (token Jaccard >= 0.8) to one are "
-                        "dropped (default: benchmarks/independent_prompts.jsonl, if it exists)")
+                        "dropped (default: benchmarks/independent_prompts.jsonl and independent_prompts_2.jsonl, those that exist)")
     _base_option(s, argparse.SUPPRESS)
     s.set_defaults(func=run_prompts)
 
@@ -62,6 +65,10 @@ def add_parser(sub) -> None:
                         "DIR/prompts_train_parts.jsonl) part by part, each part's own question alone, into "
                         "DIR/answers_parts.jsonl (aspd_local.data.parts); `data build` puts them in place of the "
                         "whole answers")
+    s.add_argument("--finish-lists", action="store_true",
+                   help="finish the short lists of DIR/answers.jsonl (fewer items than asked) item by item, into "
+                        "DIR/answers_lists.jsonl (aspd_local.data.lists); `data build` puts them in place of the "
+                        "short answers")
     _base_option(s, argparse.SUPPRESS)
     s.set_defaults(func=run_answers)
 
@@ -81,7 +88,7 @@ def add_parser(sub) -> None:
     s.add_argument("--no-filters", action="store_true",
                    help="skip the count, duplicate-item and title filters (issue 13)")
     s.add_argument("--independent", type=existing_file, default=None, metavar="PATH",
-                   help="prompts never to train on (default: benchmarks/independent_prompts.jsonl, if it exists)")
+                   help="prompts never to train on (default: benchmarks/independent_prompts.jsonl and independent_prompts_2.jsonl, those that exist)")
     s.add_argument("--threads", type=integer(1), default=None, metavar="N", help="CPU threads (default: all cores)")
     _base_option(s, argparse.SUPPRESS)
     s.set_defaults(func=run_build)
@@ -104,13 +111,14 @@ def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _engine(args, n_slots: int = 1):
+def _engine(args, n_slots: int = 1, per_slot: int = 512):
     from ..engine import Engine
     from ..models import base_model_path
 
     path = args.model or str(base_model_path(_progress, base=args.base))
     # the example turns (about 700 tokens) are cached once and shared; each slot needs its question and answer
-    return Engine(path, n_ctx=max(2048, 1024 + 512 * n_slots), n_threads=args.threads, max_branches=2,
+    # (``per_slot`` tokens; an answer being finished item by item is submitted again whole for every item)
+    return Engine(path, n_ctx=max(2048, 1024 + per_slot * n_slots), n_threads=args.threads, max_branches=2,
                   max_draft_paths=1, speculate="none", suffix_cache=False, n_slots=max(1, n_slots))
 
 
@@ -170,15 +178,33 @@ def run_prompts(args) -> int:
         write_jsonl(d / paths.PARTS_PROMPTS, parts)
         _progress(f"{len(parts)} composed multi-part prompts -> {d / paths.PARTS_PROMPTS} ({len(dropped)} dropped "
                   f"as identical or close to an independent evaluation prompt)")
+    if args.serial_lists:
+        from ..data.overlap import IndependentSet
+        from ..data.prompts import looks_list_prompts
+
+        have = [r for r in _prompt_rows(d) if not r["id"].startswith("s")]  # not the file being rewritten
+        serial, dropped = IndependentSet.load(args.independent).split(looks_list_prompts(have, args.serial_lists,
+                                                                                          seed=args.seed))
+        write_jsonl(d / paths.SERIAL_PROMPTS, serial)
+        _progress(f"{len(serial)} serial prompts that look like lists -> {d / paths.SERIAL_PROMPTS} ({len(dropped)} "
+                  f"dropped as identical or close to an independent evaluation prompt)")
     return 0
 
 
 def run_answers(args) -> int:
     from ..data import paths
-    from ..data.answers import AnswerSettings, generate_answers
+    from ..data.answers import AnswerSettings, answer_row, generate_answers
 
     d = _data_dir(args)
+    if args.by_parts and args.finish_lists:
+        raise UsageError("--by-parts and --finish-lists are two separate runs; give one")
     prompts = _prompt_rows(d, args.prompts, by_parts=args.by_parts)
+    answer = answer_row
+    if args.finish_lists:  # the rows to finish are answer rows, not prompts
+        from ..data.jsonl import read_jsonl
+        from ..data.lists import finish_list, finishable
+
+        prompts, answer = finishable(read_jsonl(d / paths.ANSWERS)), finish_list
     settings = AnswerSettings(max_tokens=args.max_tokens or get(args.base).answer_tokens,
                               concurrency=args.concurrency, count_retry=args.count_retry, by_parts=args.by_parts)
     if args.by_parts:
@@ -188,11 +214,11 @@ def run_answers(args) -> int:
     fewshot = args.fewshot or get(args.base).fewshot  # None: the pipeline's default example turns
     if fewshot:
         settings.fewshot = fewshot
-    engine = _engine(args, n_slots=args.concurrency)
+    engine = _engine(args, n_slots=args.concurrency, per_slot=1024 if args.finish_lists else 512)
     try:
-        out = args.out or d / (paths.ANSWERS_BY_PARTS if args.by_parts else paths.ANSWERS)
-        res = generate_answers(engine, prompts, out, settings, limit=args.limit,
-                               log=_progress)
+        name = paths.ANSWERS_BY_PARTS if args.by_parts else paths.ANSWERS_LISTS if args.finish_lists else paths.ANSWERS
+        res = generate_answers(engine, prompts, args.out or d / name, settings, limit=args.limit, log=_progress,
+                               answer=answer)
     finally:
         engine.close()
     _progress(f"answers: {res}")
@@ -208,7 +234,7 @@ def run_build(args) -> int:
     if args.answers:
         answers = [Path(a) for a in args.answers]
     else:
-        answers = [d / paths.ANSWERS] + [p for p in [d / paths.ANSWERS_BY_PARTS] if p.exists()]
+        answers = [d / paths.ANSWERS] + [p for p in [d / paths.ANSWERS_BY_PARTS, d / paths.ANSWERS_LISTS] if p.exists()]
         if not answers[0].exists():
             raise DataFileError(f"{answers[0]} does not exist (run `python -m aspd_local data answers` first)")
     from ..data.overlap import IndependentSet

@@ -187,9 +187,12 @@ def pending(prompts: list[dict], out_path) -> tuple[list[dict], int]:
 
 
 def generate_answers(engine: Engine, prompts: list[dict], out_path, settings: AnswerSettings | None = None,
-                     limit: int | None = None, log: Callable[[str], None] | None = None) -> dict:
+                     limit: int | None = None, log: Callable[[str], None] | None = None,
+                     answer: Callable[[Engine, dict, AnswerSettings], dict] = answer_row) -> dict:
     """Answer every prompt not yet in ``out_path``, ``settings.concurrency`` at a time; returns counts.
-    Interrupted (Ctrl-C), it cancels the requests in flight and keeps every row already written."""
+    ``answer`` writes one row (default: :func:`answer_row`; ``lists.finish_list`` takes answer rows and
+    finishes their lists). Interrupted (Ctrl-C), it cancels the requests in flight and keeps every row
+    already written."""
     settings = settings or AnswerSettings()
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     todo, already = pending(prompts, out_path)
@@ -211,7 +214,7 @@ def generate_answers(engine: Engine, prompts: list[dict], out_path, settings: An
             if p is None:
                 return
             try:
-                done_q.put((p, answer_row(engine, p, settings), None))
+                done_q.put((p, answer(engine, p, settings), None))
             except Stopped:
                 return
             except BaseException as e:  # noqa: BLE001 - handed to the main thread

@@ -1,5 +1,5 @@
-"""Training never sees the independent evaluation set (``benchmarks/independent_prompts.jsonl``): a
-training prompt identical to one of its prompts, or with token Jaccard similarity >= 0.8 to one, is
+"""Training never sees the independent evaluation sets (``benchmarks/independent_prompts.jsonl`` and
+``benchmarks/independent_prompts_2.jsonl``): a training prompt identical to one of their prompts, or with token Jaccard similarity >= 0.8 to one, is
 dropped (by ``data prompts`` before it is answered, and again by ``data build``). Words are read as
 ``benchmarks/overlap_check.py`` reads them: lower case, ``[a-z0-9]+`` with an apostrophe suffix,
 punctuation dropped."""
@@ -26,11 +26,10 @@ def jaccard(a: set, b: set) -> float:
 
 
 def load_independent(path: str | Path | None = None) -> list[str]:
-    """The independent set's prompts ([] when the file does not exist)."""
-    path = Path(path) if path is not None else paths.INDEPENDENT
-    if not path.exists():
-        return []
-    return [r["prompt"] for r in read_jsonl(path, required=("prompt",))]
+    """The prompts of one independent set, or (``path`` None) of every one of ``paths.INDEPENDENT_SETS``
+    that exists ([] when none does)."""
+    files = [Path(path)] if path is not None else list(paths.INDEPENDENT_SETS)
+    return [r["prompt"] for f in files if f.exists() for r in read_jsonl(f, required=("prompt",))]
 
 
 class IndependentSet:

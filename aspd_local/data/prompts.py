@@ -741,3 +741,86 @@ def more_prompts(existing: list[dict], n: int, seed: int = 0, serial_share: floa
         taken[c] += 1
         out.append({"id": "m" + hashlib.sha1(row["prompt"].encode("utf-8")).hexdigest()[:8], **row})
     return out
+
+
+# Serial prompts that look like lists (issue 13): they name a list-style topic, a number or a word like
+# "steps", "tips" or "difference", but ask for one thing or one sentence. The model trained on the first
+# data put a block on a quarter of such prompts of the independent sets; these families (``data prompts
+# --serial-lists N``, DIR/prompts_train_serial.jsonl) add their serial answers. Each names the category
+# whose topics it takes (the pools of ``family_topics``).
+LOOKS_LIST_FAMILIES: tuple[MoreFamily, ...] = (
+    MoreFamily("serial_fact", (
+        T("What is the last step when you {t}?"), T("What is the hardest part when you {t}?"),
+        T("Roughly how long does it take to {t}?"), T("What is the one tool you need to {t}?"),
+    ), "steps"),
+    MoreFamily("serial_sentence", (
+        T("How do I {t}? Just a sentence, please."), T("Without a list, tell me briefly how to {t}."),
+        T("Explain how to {t} in two sentences."), T("In a single sentence, what does it take to {t}?"),
+    ), "steps"),
+    MoreFamily("serial_fact", (
+        T("What is the biggest mistake people make when {t}?"), T("What is one habit that helps with {t}?"),
+        T("Which single tip for {t} matters most? Answer in one sentence."),
+    ), "tips"),
+    MoreFamily("serial_sentence", (
+        T("Summarize the best advice for {t} in one sentence."), T("Give me a single piece of advice for {t}."),
+        T("Describe a good approach to {t} in two sentences."),
+    ), "tips"),
+    MoreFamily("serial_fact", (
+        T("Name just one example of {t}."), T("What is a good example of {t}? Just one, please."),
+        T("Which of all {t} is the best known? Name one."),
+    ), "list"),
+    MoreFamily("serial_sentence", (
+        T("What do all {t} have in common? One sentence, please."), T("Describe {t} in two sentences."),
+        T("In one sentence, why do people like {t}?"),
+    ), "list"),
+    MoreFamily("serial_sentence", (
+        T("In one sentence, what is the biggest drawback of {t}?"), T("Is {t} a good idea? Answer in a sentence."),
+        T("Sum up the pros and cons of {t} in one sentence."), T("What is the single best thing about {t}?"),
+    ), "pros_cons"),
+    MoreFamily("serial_sentence", (
+        T("In one sentence, what is the main difference between {a} and {b}?"),
+        T("Are {a} and {b} the same thing? Answer in one sentence."),
+        T("What is the one thing that sets {a} apart from {b}?"),
+    ), "comparison"),
+    MoreFamily("serial_definition", (
+        T("Why should I {t}? Answer in one sentence."), T("Give me the single best reason to {t}."),
+        T("What is the main reason people {t}?"),
+    ), "tips"),
+)
+
+
+def looks_list_prompts(existing: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """``n`` serial prompts of LOOKS_LIST_FAMILIES (``looks_list``), the families taking turns, each over
+    its category's topics in a seeded order; none with the text of a row in ``existing``. Ids ``s`` + 8
+    hex digits of the text's hash."""
+    pools: dict[str, list] = {}
+    for fam, pool in family_topics(seed):
+        pools.setdefault(fam.category, pool)
+    # "tips" has two pools: the tips topics ("saving money") and the reasons topics ("recycle"), which
+    # the serial_definition family ("Why should I {t}?") takes
+    reasons = next(pool for fam, pool in family_topics(seed) if fam.category == "tips" and "reasons" in fam.templates[0].text)
+    have = {r["prompt"] for r in existing}
+    queues = []
+    for fi, fam in enumerate(LOOKS_LIST_FAMILIES):
+        rng = random.Random(f"{seed}-looks-list-{fi}")
+        pool = list(reasons if fam.category == "serial_definition" else pools[fam.topics])
+        rng.shuffle(pool)
+        q = []
+        for r in range(len(fam.templates)):
+            for i, t in enumerate(pool):
+                tpl = fam.templates[(i + r) % len(fam.templates)]
+                text = _fill_more(tpl, t, rng)[0]
+                q.append({"prompt": text, "category": fam.category, "count": None, "looks_list": True})
+        queues.append(q)
+    out: list[dict] = []
+    pos = [0] * len(queues)
+    while len(out) < n and any(p < len(q) for p, q in zip(pos, queues)):
+        for j, q in enumerate(queues):
+            while pos[j] < len(q) and q[pos[j]]["prompt"] in have:
+                pos[j] += 1
+            if pos[j] < len(q) and len(out) < n:
+                row = q[pos[j]]
+                pos[j] += 1
+                have.add(row["prompt"])
+                out.append({"id": "s" + hashlib.sha1(row["prompt"].encode("utf-8")).hexdigest()[:8], **row})
+    return out

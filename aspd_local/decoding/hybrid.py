@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from ..aspd.encode import branch_prefix
 from ..aspd.grammar import Grammar, Phase, title_key
+from ..aspd.layout import branch_ending
 from ..aspd.tokens import AspdTokens
 from ..events import (BlockEnd, BlockInfo, BlockStart, BranchDelta, BranchEnd, Event, Result, SerialDelta, Stats)
 from ..kv import Lane
@@ -542,11 +543,14 @@ class HybridDecoder:
             tail = b.stops.feed(tail) + b.stops.flush()
         if tail:
             yield BranchDelta(block, b.index, tail)
-        if not b.text.text.endswith("\n") and not (b.stops is not None and b.stops.stopped):
-            # a branch cut short (its budget, the context) still ends its line: the joined block reads as
-            # one item per line (docs/format.md, rendering); display only, no token is added
-            b.text.parts.append(b"\n")
-            yield BranchDelta(block, b.index, "\n")
+        end = "" if b.stops is not None and b.stops.stopped else branch_ending(
+            b.text.text, b.index == len(self._last_branches) - 1)
+        if end:
+            # a branch cut short (its budget, the context) still ends its line, and a paragraph before a
+            # sibling ends with a blank line: the joined block is well formed (docs/format.md, rendering);
+            # display only, no token is added
+            b.text.parts.append(end.encode())
+            yield BranchDelta(block, b.index, end)
         yield BranchEnd(block, b.index, b.text.text if b.stops is None else _cut(b), b.reason)
 
     # -- result ---------------------------------------------------------------

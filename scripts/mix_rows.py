@@ -1,0 +1,56 @@
+"""Training rows for training a delta further: the rows of NEW that OLD does not have (by id and answer),
+and a seeded sample of REPLAY rows the two share, so that the model keeps seeing what it learned.
+
+    python scripts/mix_rows.py NEW.jsonl OLD.jsonl --replay N --out MIX.jsonl [--seed S]
+
+OLD is the file the delta was trained on (e.g. ``git show REV:models/aspd-gemma3-270m/data/train.jsonl``).
+The output keeps NEW's order; it prints how many rows of each kind it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+
+def _rows(path: str) -> list[dict]:
+    try:
+        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: cannot read {path}: {e}") from None
+
+
+def mix(new: list[dict], old: list[dict], replay: int, seed: int = 0) -> tuple[list[dict], int, int]:
+    """(rows, new ones, replayed ones)."""
+    seen = {(r["id"], json.dumps(r.get("segments"), sort_keys=True)) for r in old}
+    shared = [i for i, r in enumerate(new) if (r["id"], json.dumps(r.get("segments"), sort_keys=True)) in seen]
+    in_old = set(shared)
+    fresh = [i for i in range(len(new)) if i not in in_old]
+    picked = set(random.Random(seed).sample(shared, min(replay, len(shared))))
+    keep = sorted(set(fresh) | picked)
+    return [new[i] for i in keep], len(fresh), len(picked)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("new")
+    p.add_argument("old")
+    p.add_argument("--replay", type=int, default=0, help="rows both files have to keep (a seeded sample)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    if a.replay < 0:
+        p.error("--replay must be 0 or more")
+    rows, n_new, n_old = mix(_rows(a.new), _rows(a.old), a.replay, a.seed)
+    tmp = Path(a.out + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(a.out)
+    print(f"{len(rows)} rows -> {a.out}: {n_new} new, {n_old} replayed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

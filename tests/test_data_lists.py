@@ -1,0 +1,137 @@
+"""Short lists finished item by item (aspd_local.data.lists) and serial prompts that look like lists
+(aspd_local.data.prompts.looks_list_prompts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_engine
+
+from aspd_local.data.answers import AnswerSettings, generate_answers
+from aspd_local.data.build import build_dataset
+from aspd_local.data.fewshot import messages_for, shots_named
+from aspd_local.data.lists import finish_list, finishable, item_problem, short_list
+from aspd_local.data.overlap import IndependentSet
+from aspd_local.data.prompts import SERIAL_CATEGORIES, looks_list_prompts
+from aspd_local.data.quality import asked_count, list_items
+
+SHORT = ("Here are five fruits:\n\n1. **Apple**: crisp and sweet, with a thin skin that you can eat.\n"
+         "2. **Banana**: soft, yellow and easy to peel, a good snack for school.\n\nFruit is good for you.")
+
+
+def test_short_list_finds_a_list_with_fewer_items_than_asked():
+    found = short_list(SHORT, 5)
+    assert found.items == 2 and found.head.endswith("snack for school.\n") and found.tail == "\nFruit is good for you."
+    assert found.marker(3) == "3. **"
+    bullets = SHORT.replace("1. ", "- ").replace("2. ", "- ")
+    assert short_list(bullets, 4).marker(3) == "- **"
+    assert short_list(SHORT, 2) is None  # as many as asked
+    assert short_list(SHORT, None) is None  # nothing asked
+    assert short_list("Apples and bananas.", 5) is None  # no list
+    assert short_list(SHORT.replace("2. ", "3. "), 5) is None  # numbers out of order
+    assert short_list(SHORT.replace("2. ", "- "), 5) is None  # numbered and bulleted mixed
+    assert short_list(SHORT.replace("1. **Apple**:", "1. Apple:"), 5) is None  # an item without a bold lead
+    two_blocks = SHORT + "\n\n- **Pear**: juicy.\n- **Plum**: small.\n\nThat is all."
+    assert short_list(two_blocks, 5) is None
+
+
+def test_item_problem():
+    assert item_problem("3. **Cherry**: small and red.", "3. **") is None
+    assert item_problem("- **Cherry:** small and red.", "- **") is None
+    assert item_problem("3. **", "3. **") == "item_empty"
+    assert item_problem("3. **Cherry**: small and", "3. **") == "item_not_one_line"
+    assert item_problem("3. **Cherry and more.", "3. **") == "item_without_lead"
+
+
+def test_finish_list_writes_each_item_as_the_models_greedy_continuation(q4_path, tmp_path):
+    row = {"id": "f1", "category": "list", "prompt": "Name five fruits.", "count": 5, "answer": SHORT,
+           "rejected": None, "count_ok": False, "fewshot": "counted"}
+    assert finishable([row, {**row, "id": "f2", "count_ok": True}]) == [row]
+    settings = AnswerSettings(repeat_penalties=(1.0,))
+    with make_engine(q4_path, n_ctx=2048, max_branches=2, max_draft_paths=1) as e:
+        out = finish_list(e, row, settings)
+        assert e.check_cache() == []
+        if out["rejected"] is None:
+            assert out["answer"].startswith(short_list(SHORT, 5).head) and out["answer"].endswith(
+                "\nFruit is good for you.")
+            assert len(list_items(out["answer"])) == 5 and out["count_ok"] is True
+        else:  # an item the model wrote was unusable: the row says why and keeps no answer
+            assert out["rejected"].startswith("items: ") and out["answer"] == ""
+        # the third item is what a greedy decode after the answer so far and the marker gives, up to its line end
+        shots = shots_named("counted")
+        head = short_list(SHORT, 5).head + "3. **"
+        ref = e.generate(e.prompt_tokens(messages_for(row["prompt"], shots)) + e.tokenize(head), mode="ar",
+                         max_tokens=60, speculate="none").text
+        if out["rejected"] is None:
+            third = out["answer"][len(short_list(SHORT, 5).head):].split("\n")[0]
+            assert third == "3. **" + ref.split("\n")[0].rstrip()
+        # run as a stage, it resumes by id like the answer stage
+        path = tmp_path / "answers_lists.jsonl"
+        res = generate_answers(e, [row], path, settings, log=lambda m: None, answer=finish_list)
+        assert res["new"] == 1 and generate_answers(e, [row], path, settings, log=lambda m: None,
+                                                    answer=finish_list)["new"] == 0
+        assert e.check_cache() == []
+    assert json.loads(path.read_text())["original_answer"] == SHORT
+
+
+def test_build_takes_the_finished_list_in_place_of_the_short_one(tmp_path):
+    whole = {"id": "f1", "category": "list", "prompt": "Name three fruits.", "count": 3, "answer":
+             SHORT.replace("five", "three"), "ended": "turn", "rejected": None, "count_ok": False}
+    finished = {**whole, "answer": whole["answer"].replace("school.\n", "school.\n3. **Cherry**: small, round and dark red, "
+                                                          "with a hard stone in the middle.\n"),
+                "original_answer": whole["answer"], "count_ok": True}
+    a, b = tmp_path / "answers.jsonl", tmp_path / "answers_lists.jsonl"
+    a.write_text(json.dumps(whole) + "\n")
+    b.write_text(json.dumps(finished) + "\n")
+    assert build_dataset(a, tmp_path / "short", None, log=lambda m: None)["rows"] == 0  # count filter
+    build_dataset([a, b], tmp_path, None, log=lambda m: None)
+    rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert [b["title"] for b in rows[0]["segments"][1]["branches"]] == ["1. Apple", "2. Banana", "3. Cherry"]
+
+
+def test_looks_list_prompts_are_serial_ask_no_count_and_are_new():
+    rows = looks_list_prompts([], 300)
+    assert len(rows) == 300 and len({r["prompt"] for r in rows}) == 300 and len({r["id"] for r in rows}) == 300
+    assert all(r["category"] in SERIAL_CATEGORIES and r["looks_list"] and r["count"] is None for r in rows)
+    assert [r for r in rows if asked_count(r["prompt"]) is not None] == []  # "in two sentences" is no list
+    assert looks_list_prompts([], 100) == rows[:100]
+    again = looks_list_prompts(rows[:50], 50)
+    assert not {r["prompt"] for r in again} & {r["prompt"] for r in rows[:50]}
+    close = IndependentSet.load()
+    assert len(close) >= 400 and [r["prompt"] for r in rows if close.too_close(r["prompt"])] == []
+
+
+@pytest.mark.parametrize("category", ["steps", "tips", "list", "pros_cons", "comparison"])
+def test_looks_list_families_cover_every_list_style_topic_pool(category):
+    rows = looks_list_prompts([], 2000)
+    from aspd_local.data.prompts import LOOKS_LIST_FAMILIES
+
+    fams = [f for f in LOOKS_LIST_FAMILIES if f.topics == category]
+    assert fams and all(any(r["prompt"].startswith(t.text.split("{")[0]) for r in rows)
+                        for f in fams for t in f.templates if not t.text.startswith("{"))
+
+
+def test_mix_rows_keeps_the_new_rows_and_a_seeded_sample_of_the_old(tmp_path):
+    import subprocess
+    import sys
+
+    def row(i, text):
+        return {"id": f"r{i}", "segments": [{"type": "serial", "text": text}]}
+
+    old = [row(i, "old") for i in range(10)]
+    new = old[:8] + [row(3, "changed"), row(20, "new")]  # r3 has a new answer: it counts as new
+    (tmp_path / "old.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    (tmp_path / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new))
+    out = tmp_path / "mix.jsonl"
+    cmd = [sys.executable, "scripts/mix_rows.py", str(tmp_path / "new.jsonl"), str(tmp_path / "old.jsonl"),
+           "--replay", "3", "--out", str(out)]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert p.returncode == 0 and "5 rows" in p.stderr and "2 new, 3 replayed" in p.stderr
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert row(3, "changed") in rows and row(20, "new") in rows and len(rows) == 5
+    assert [r for r in rows if r in old and r not in new] == []
+    assert rows == [r for r in new if r in rows]  # NEW's order
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert again.returncode == 0 and out.read_text() == "".join(json.dumps(r) + "\n" for r in rows)
