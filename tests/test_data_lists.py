@@ -86,7 +86,8 @@ def test_build_takes_the_finished_list_in_place_of_the_short_one(tmp_path):
     a.write_text(json.dumps(whole) + "\n")
     b.write_text(json.dumps(finished) + "\n")
     assert build_dataset(a, tmp_path / "short", None, log=lambda m: None)["rows"] == 0  # count filter
-    build_dataset([a, b], tmp_path, None, log=lambda m: None)
+    stats = build_dataset([a, b], tmp_path, None, log=lambda m: None)
+    assert stats["answers_finished_lists"] == {"answers": 1, "kept": 1} and stats["rows"] == 1
     rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
     assert [b["title"] for b in rows[0]["segments"][1]["branches"]] == ["1. Apple", "2. Banana", "3. Cherry"]
 

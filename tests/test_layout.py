@@ -71,7 +71,7 @@ def test_a_joined_block_is_well_formed_markdown():
     assert branch_ending("**What it is**: a tool", last=False) == "\n\n"
     assert branch_ending("## Uses\nMany.\n\n", last=False) == ""
     assert branch_ending("**How it works**: gears.", last=True) == "\n"
-    assert branch_ending("", last=False) == "\n"
+    assert branch_ending("", last=False) == "" and branch_ending("\n", last=True) == ""  # empty: no line
     pieces = {50: b"A", 51: b"B", 52: b": ", 60: b"**A**: one.\n", 61: b"- one\n", 70: b"**B**: two.\n",
               71: b"- two\n"}
     block = lambda x, y: [TO, 50, TC, TO, 51, TC, PO, BO, 50, 52, x, BC, BO, 51, 52, y, BC, PC]  # noqa: E731

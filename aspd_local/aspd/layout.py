@@ -93,10 +93,12 @@ _LIST_ITEM = re.compile(r"[ \t]*(?:[-*+\u2022]|\d{1,3}[.)])[ \t]")
 
 def branch_ending(text: str, last: bool) -> str:
     """What a finished branch's rendered text gets added so the joined block is well formed (docs/format.md
-    section 4): every branch ends its line; a branch other than the last that is not a list item (a bold
+    section 4): every branch with text ends its line; a branch other than the last that is not a list item (a bold
     lead, a heading, a paragraph) ends with a blank line, so that the next branch starts a paragraph of its
     own instead of running into this one. Display only: no token is added."""
-    if not last and text.strip() and not _LIST_ITEM.match(text):
+    if not text.strip():  # nothing written (the budget was spent before the branch's first token): no line
+        return ""
+    if not last and not _LIST_ITEM.match(text):
         return "" if text.endswith("\n\n") else "\n" if text.endswith("\n") else "\n\n"
     return "" if text.endswith("\n") else "\n"
 

@@ -286,6 +286,9 @@ def _stats(answers, rows, reasons, kinds, gains, tokenize, settings) -> dict:
         "answers_kept": len(kept),
         # multi-part prompts answered part by part (data/parts.py): all, and usable
         "answers_by_parts": {"answers": sum("parts" in a for a in answers), "kept": sum("parts" in a for a in kept)},
+        # short lists finished item by item (data/lists.py): all, and usable
+        "answers_finished_lists": {"answers": sum("original_answer" in a for a in answers),
+                                   "kept": sum("original_answer" in a for a in kept)},
         "answers_ended": dict(Counter(a.get("ended", "?") for a in kept)),
         # the token cap each answer was written under ("?": a row from before answers recorded it)
         "answers_max_tokens": {str(k): v for k, v in sorted(Counter(a.get("max_tokens", "?") for a in answers).items(),
