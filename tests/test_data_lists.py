@@ -41,7 +41,7 @@ def test_item_problem():
     assert item_problem("3. **Cherry**: small and red.", "3. **") is None
     assert item_problem("- **Cherry:** small and red.", "- **") is None
     assert item_problem("3. **", "3. **") == "item_empty"
-    assert item_problem("3. **Cherry**: small and", "3. **") == "item_not_one_line"
+    assert item_problem("3. **Cherry**: small and", "3. **") == "item_unfinished"
     assert item_problem("3. **Cherry and more.", "3. **") == "item_without_lead"
 
 

@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 
 from ..engine import Engine
-from .answers import Stopped
+from .answers import AnswerSettings, Stopped
 from .extract import extract
 from .fewshot import messages_for, shots_named
 from .filters import answer_filter_problems, count_problems
 from .quality import answer_problems
-from .segments import Block, Serial, render
+from .segments import Block, render
 
 ITEM_TOKENS = 60  # one item line: the longest training branch has 67 tokens with its marker and lead
 
@@ -76,11 +76,7 @@ def short_list(answer: str, count: int | None) -> ShortList | None:
         return None
     if any(b.content.count("\n") != 1 for b in block.branches):  # one line per item, as the new ones will be
         return None
-    head = render(segments[:i + 1])
-    tail = render(segments[i + 1:])
-    if not all(isinstance(s, Serial) for s in segments[i + 1:]):
-        return None
-    return ShortList(head, tail, n, numbered, bullet)
+    return ShortList(render(segments[:i + 1]), render(segments[i + 1:]), n, numbered, bullet)
 
 
 def item_problem(line: str, marker: str) -> str | None:
@@ -89,7 +85,7 @@ def item_problem(line: str, marker: str) -> str | None:
     if not body[2:].strip():
         return "item_empty"
     if not _ITEM.match(body):
-        return "item_not_one_line" if not body.rstrip().endswith((".", "!", "?")) else "item_without_lead"
+        return "item_unfinished" if not body.rstrip().endswith((".", "!", "?")) else "item_without_lead"
     return None
 
 
@@ -99,9 +95,9 @@ def _answer_problem(prompt: str, answer: str, examples: tuple[str, ...]) -> str 
     return problems[0] if problems else None
 
 
-def finish_list(engine: Engine, row: dict, settings) -> dict:
+def finish_list(engine: Engine, row: dict, settings: AnswerSettings) -> dict:
     """The answer row ``row`` with its short list finished item by item (``rejected`` says why not, when
-    an item or the finished answer is unusable). ``settings``: the AnswerSettings of ``data answers``."""
+    an item or the finished answer is unusable). Each item is tried with ``settings.repeat_penalties`` in turn."""
     t0 = time.perf_counter()
     count = row.get("count")
     found = short_list(row["answer"], count)
