@@ -189,7 +189,7 @@ def test_answers_cap_is_the_bases_unless_given(name, flags, cap, tmp_path, monke
         seen.update(max_tokens=settings.max_tokens, prompts=len(prompts))
         return {"new": 0}
 
-    monkeypatch.setattr("aspd_local.cli.data._engine", lambda args, n_slots=1: _NoEngine())
+    monkeypatch.setattr("aspd_local.cli.data._engine", lambda args, **_k: _NoEngine())
     monkeypatch.setattr("aspd_local.data.answers.generate_answers", fake_generate)
     assert cli_main(["data", "answers", "--base", name, "--dir", str(tmp_path), *flags]) == 0
     assert seen == {"max_tokens": cap, "prompts": 1, "closed": True}
