@@ -13,20 +13,19 @@ import argparse
 import json
 import random
 import sys
-from pathlib import Path
+
+from aspd_local.data.jsonl import DataFileError, read_jsonl, write_jsonl
 
 
-def _rows(path: str) -> list[dict]:
-    try:
-        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"error: cannot read {path}: {e}") from None
+def _key(row: dict) -> tuple[str, str]:
+    """A row as trained on: its id and its answer's segments."""
+    return row["id"], json.dumps(row.get("segments"), sort_keys=True)
 
 
 def mix(new: list[dict], old: list[dict], replay: int, seed: int = 0) -> tuple[list[dict], int, int]:
     """(rows, new ones, replayed ones)."""
-    seen = {(r["id"], json.dumps(r.get("segments"), sort_keys=True)) for r in old}
-    shared = [i for i, r in enumerate(new) if (r["id"], json.dumps(r.get("segments"), sort_keys=True)) in seen]
+    seen = {_key(r) for r in old}
+    shared = [i for i, r in enumerate(new) if _key(r) in seen]
     in_old = set(shared)
     fresh = [i for i in range(len(new)) if i not in in_old]
     picked = set(random.Random(seed).sample(shared, min(replay, len(shared))))
@@ -44,10 +43,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.replay < 0:
         p.error("--replay must be 0 or more")
-    rows, n_new, n_old = mix(_rows(a.new), _rows(a.old), a.replay, a.seed)
-    tmp = Path(a.out + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(a.out)
+    try:
+        rows, n_new, n_old = mix(read_jsonl(a.new, ("id",)), read_jsonl(a.old, ("id",)), a.replay, a.seed)
+    except DataFileError as e:
+        raise SystemExit(f"error: {e}") from None
+    write_jsonl(a.out, rows)  # whole or not at all
     print(f"{len(rows)} rows -> {a.out}: {n_new} new, {n_old} replayed", file=sys.stderr)
     return 0
 

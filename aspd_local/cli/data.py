@@ -198,13 +198,13 @@ def run_answers(args) -> int:
     d = _data_dir(args)
     if args.by_parts and args.finish_lists:
         raise UsageError("--by-parts and --finish-lists are two separate runs; give one")
-    prompts = _prompt_rows(d, args.prompts, by_parts=args.by_parts)
-    answer = answer_row
     if args.finish_lists:  # the rows to finish are answer rows, not prompts
         from ..data.jsonl import read_jsonl
         from ..data.lists import finish_list, finishable
 
         prompts, answer = finishable(read_jsonl(d / paths.ANSWERS)), finish_list
+    else:
+        prompts, answer = _prompt_rows(d, args.prompts, by_parts=args.by_parts), answer_row
     settings = AnswerSettings(max_tokens=args.max_tokens or get(args.base).answer_tokens,
                               concurrency=args.concurrency, count_retry=args.count_retry, by_parts=args.by_parts)
     if args.by_parts:

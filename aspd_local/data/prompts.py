@@ -793,12 +793,13 @@ def looks_list_prompts(existing: list[dict], n: int, seed: int = 0) -> list[dict
     """``n`` serial prompts of LOOKS_LIST_FAMILIES (``looks_list``), the families taking turns, each over
     its category's topics in a seeded order; none with the text of a row in ``existing``. Ids ``s`` + 8
     hex digits of the text's hash."""
+    families = family_topics(seed)
     pools: dict[str, list] = {}
-    for fam, pool in family_topics(seed):
+    for fam, pool in families:
         pools.setdefault(fam.category, pool)
     # "tips" has two pools: the tips topics ("saving money") and the reasons topics ("recycle"), which
     # the serial_definition family ("Why should I {t}?") takes
-    reasons = next(pool for fam, pool in family_topics(seed) if fam.category == "tips" and "reasons" in fam.templates[0].text)
+    reasons = next(pool for fam, pool in families if fam.category == "tips" and "reasons" in fam.templates[0].text)
     have = {r["prompt"] for r in existing}
     queues = []
     for fi, fam in enumerate(LOOKS_LIST_FAMILIES):
