@@ -143,6 +143,7 @@ BAD = [
     # train
     (["train", "/nonexistent.jsonl"], "data: no such file: /nonexistent.jsonl"),
     (["train", "{ROWS}", "--epochs", "0"], "--epochs must be > 0, got 0"),
+    (["train", "{ROWS}", "--decision-weight", "-1"], "--decision-weight must be > 0, got -1"),
     (["train", "{ROWS}", "--lr", "-1"], "--lr must be > 0"),
     (["train", "{ROWS}", "--rows-lr", "-1"], "--rows-lr must be >= 0"),
     (["train", "{ROWS}", "--warmup", "1"], "--warmup must be in [0, 1), got 1"),

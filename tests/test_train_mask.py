@@ -7,7 +7,7 @@ import torch
 from aspd_local.aspd.encode import EncodedRow, RowError, branch_prefix, check_segments, encode_answer
 from aspd_local.aspd.layout import layout_of
 from aspd_local.aspd.tokens import AspdTokens
-from aspd_local.train.mask import IGNORE, collate, positions_and_mask, targets_of, windowed
+from aspd_local.train.mask import IGNORE, collate, count_decisions, positions_and_mask, targets_of, windowed
 
 A = AspdTokens(1, 2, 3, 4, 5, 6)
 TO, TC, PO, PC, BO, BC = A.ids
@@ -129,3 +129,24 @@ def test_collate_pads_without_leaking():
     sw = b.masks["sliding_attention"][1, 0] == 0
     pos, al = positions_and_mask(long_.tokens, A)
     assert (sw.numpy() == windowed(al, pos, 3)).all()
+
+
+def test_count_decisions_are_the_rows_after_each_title():
+    row = _row(prompt_len=3)
+    d = count_decisions(row, A)
+    t = targets_of(row)
+    # exactly the rows whose input is <|/title|>: they predict another <|title|> or <|para|>
+    want = [i for i in range(len(row.tokens) - 1) if row.tokens[i] == TC]
+    assert list(np.flatnonzero(d)) == want and len(want) == 4
+    assert [int(t[i]) for i in want] == [TO, PO, TO, PO]
+    assert not count_decisions(row, None).any()
+
+
+def test_collate_weights_only_the_count_decisions():
+    row = _row(prompt_len=3)
+    assert collate([row], A, pad_id=0).weights is None  # weight 1: no weights at all
+    b = collate([row, _row(1)], A, pad_id=0, decision_weight=4.0)
+    w = b.weights[0].numpy()
+    d = count_decisions(row, A)
+    assert (w[: len(d)][d] == 4.0).all() and (w[: len(d)][~d] == 1.0).all()
+    assert (b.weights[1, len(_row(1).tokens):] == 1.0).all()  # padding keeps weight 1 (and no target)

@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
                    help="rows with a block of at least --wide-branches branches appear N times as often again")
     p.add_argument("--wide-branches", type=integer(2), default=d.wide_branches, metavar="N",
                    help="the number of branches that makes a block wide, for --wide-repeat")
+    p.add_argument("--decision-weight", type=number(0, lo_open=True), default=d.decision_weight, metavar="W",
+                   help="loss weight of a block's count decisions (after each title: another title or the "
+                        "branches), 1 for other tokens")
     p.add_argument("--serial-copies", action="store_true", default=d.serial_copies,
                    help="rows with a parallel block also appear once as plain serial text (same style in `ar` mode)")
     p.add_argument("--lora-r", type=integer(1), default=d.lora_r, metavar="N", help="LoRA rank")
@@ -88,7 +91,8 @@ def main(args) -> int:
     recipe = Recipe(epochs=args.epochs, lr=args.lr, rows_lr=args.rows_lr, warmup=args.warmup,
                     grad_accum=args.grad_accum, batch_rows=args.batch_rows, max_len=args.max_len,
                     parallel_repeat=args.parallel_repeat, wide_repeat=args.wide_repeat,
-                    wide_branches=args.wide_branches, serial_copies=args.serial_copies,
+                    wide_branches=args.wide_branches, decision_weight=args.decision_weight,
+                    serial_copies=args.serial_copies,
                     lora_r=args.lora_r, lora_alpha=args.lora_alpha, dtype=args.dtype, seed=args.seed,
                     aspd_tokens=args.aspd_tokens or spec.aspd_tokens, init=args.init or "")
     # default run directory: cache/train/<data name>, prefixed by the base unless it is the default one

@@ -74,8 +74,10 @@ class AspdLM(nn.Module):
         return z.reshape(B, L, -1)
 
     def loss_sum(self, batch: Batch, chunk: int = 256) -> tuple[torch.Tensor, int]:
-        """Summed token cross-entropy over the batch's targets, and their count."""
+        """Summed token cross-entropy over the batch's targets (each times its weight, if the batch has
+        weights), and their count."""
         h = self.hidden(batch)
         keep = batch.targets != IGNORE
+        w = None if batch.weights is None else batch.weights[keep]
         return (chunked_loss_sum(h[keep], self.embed.weight, self.rows, self.row_ids, batch.targets[keep], chunk,
-                                 self.softcap), int(keep.sum()))
+                                 self.softcap, w), int(keep.sum()))

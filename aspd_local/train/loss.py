@@ -24,7 +24,7 @@ def head_logits(h: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, row_i
 
 class _ChunkedHeadLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, rows, weight, row_ids, targets, chunk, softcap):
+    def forward(ctx, h, rows, weight, row_ids, targets, chunk, softcap, token_weights):
         total = torch.zeros((), dtype=torch.float32)
         grad_h = torch.empty_like(h)
         grad_rows = torch.zeros_like(rows, dtype=torch.float32)
@@ -32,6 +32,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         for s in range(0, h.shape[0], chunk):
             hc = h[s:s + chunk]
             tc = targets[s:s + chunk]
+            wc = None if token_weights is None else token_weights[s:s + chunk].float()
             z = (hc.to(weight.dtype) @ weight.T).float()
             z[:, row_ids] = hc.float() @ rows32.T
             if softcap:
@@ -41,9 +42,12 @@ class _ChunkedHeadLoss(torch.autograd.Function):
             m = z.amax(dim=-1, keepdim=True)
             g = z.sub_(m).exp_()  # in place of the logits
             s_ = g.sum(dim=-1, keepdim=True)
-            total += (m[:, 0] + s_[:, 0].log() - picked).sum()
+            ce = m[:, 0] + s_[:, 0].log() - picked
+            total += (ce if wc is None else ce * wc).sum()
             g.div_(s_)  # softmax
             g[torch.arange(len(tc)), tc] -= 1.0
+            if wc is not None:
+                g.mul_(wc[:, None])
             if softcap:
                 g.mul_(1.0 - t * t)
             g_rows = g[:, row_ids].clone()
@@ -58,13 +62,15 @@ class _ChunkedHeadLoss(torch.autograd.Function):
     def backward(ctx, grad_out):
         grad_h, grad_rows = ctx.saved_tensors
         return (grad_h * grad_out.to(grad_h.dtype), (grad_rows * grad_out).to(ctx.rows_dtype),
-                None, None, None, None, None)
+                None, None, None, None, None, None)
 
 
 def chunked_loss_sum(h: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, row_ids: torch.Tensor,
-                     targets: torch.Tensor, chunk: int = 256, softcap: float | None = None) -> torch.Tensor:
-    """Sum over tokens of ``-log softmax(logits)[target]`` for hidden states ``h`` (N, d); differentiable
-    in ``h`` and ``rows`` (``weight`` is frozen)."""
+                     targets: torch.Tensor, chunk: int = 256, softcap: float | None = None,
+                     token_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum over tokens of ``-log softmax(logits)[target]`` for hidden states ``h`` (N, d), each term times
+    its entry of ``token_weights`` (N,) when given; differentiable in ``h`` and ``rows`` (``weight`` is
+    frozen)."""
     if h.shape[0] == 0:
         return (h.sum() + rows.sum()) * 0.0
-    return _ChunkedHeadLoss.apply(h, rows, weight.detach(), row_ids, targets, chunk, softcap)
+    return _ChunkedHeadLoss.apply(h, rows, weight.detach(), row_ids, targets, chunk, softcap, token_weights)

@@ -24,6 +24,9 @@ class Recipe:
     # base model rarely writes 5 to 7 items, so few rows teach a title list that long
     wide_repeat: int = 1
     wide_branches: int = 5
+    # loss weight of a block's count decisions (the token after each <|/title|>: another title or <|para|>),
+    # 1 for every other token; the loss is still divided by the number of targets
+    decision_weight: float = 1.0
     # rows with a parallel block also appear once as plain serial text (their rendered answer), so that
     # with the control tokens masked (`ar` mode) the model writes the same answer in the same style
     serial_copies: bool = False

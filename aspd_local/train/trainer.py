@@ -182,7 +182,8 @@ class Trainer:
         rows = self.data.rows
         micro = self.plan[self.step]
         batches = [collate([rows[i] for i in mb], self.ids, pad_id=self.pad_id, dtype=self.dtype,
-                           sliding_window=self.lm.sliding_window) for mb in micro]
+                           sliding_window=self.lm.sliding_window, decision_weight=self.recipe.decision_weight)
+                   for mb in micro]
         n_targets = sum(b.n_targets for b in batches)
         lr = self._set_lr()
         self.lm.train()
