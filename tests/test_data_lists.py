@@ -136,3 +136,34 @@ def test_mix_rows_keeps_the_new_rows_and_a_seeded_sample_of_the_old(tmp_path):
     assert rows == [r for r in new if r in rows]  # NEW's order
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert again.returncode == 0 and out.read_text() == "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def test_mix_rows_can_keep_fewer_new_serial_rows(tmp_path):
+    import subprocess
+    import sys
+
+    def row(i, block):
+        seg = ({"type": "block", "branches": [{"title": "A", "content": "a"}, {"title": "B", "content": "b"}]}
+               if block else {"type": "serial", "text": "s"})
+        return {"id": f"r{i}", "segments": [seg]}
+
+    old = [row(i, True) for i in range(4)]
+    new = old + [row(10 + i, i % 2 == 0) for i in range(10)]  # 5 new block rows, 5 new serial rows
+    (tmp_path / "old.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    (tmp_path / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new))
+
+    def run(*extra):
+        out = tmp_path / "mix.jsonl"
+        p = subprocess.run([sys.executable, "scripts/mix_rows.py", str(tmp_path / "new.jsonl"),
+                            str(tmp_path / "old.jsonl"), "--replay", "2", "--out", str(out), *extra],
+                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        return p, ([json.loads(x) for x in out.read_text().splitlines()] if p.returncode == 0 else None)
+
+    p, rows = run("--new-serial", "2", "--serial-seed", "5")
+    assert p.returncode == 0 and "9 new, 2 replayed" not in p.stderr and "7 new, 2 replayed" in p.stderr
+    fresh = [r for r in rows if r not in old]
+    assert sum(1 for r in fresh if r["segments"][0]["type"] == "block") == 5  # every new block row stays
+    assert sum(1 for r in fresh if r["segments"][0]["type"] == "serial") == 2
+    assert run("--new-serial", "2", "--serial-seed", "5")[1] == rows  # seeded
+    p, _ = run("--new-serial", "-1")
+    assert p.returncode == 2 and "--new-serial must be 0 or more" in p.stderr
