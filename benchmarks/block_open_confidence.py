@@ -30,7 +30,7 @@ def probe(model: str, prompts: str, out: str, max_tokens: int) -> None:
     from aspd_local import Engine
 
     rows = [json.loads(line) for line in open(prompts, encoding="utf-8") if line.strip()]
-    engine = Engine(model, n_ctx=4096, n_slots=1)
+    engine = Engine(model, n_ctx=4096, n_slots=1, suffix_cache=False)
     title_open = engine.aspd.title_open
     try:
         done = {json.loads(line)["id"] for line in open(out, encoding="utf-8") if line.strip()}
