@@ -167,3 +167,36 @@ def test_mix_rows_can_keep_fewer_new_serial_rows(tmp_path):
     assert run("--new-serial", "2", "--serial-seed", "5")[1] == rows  # seeded
     p, _ = run("--new-serial", "-1")
     assert p.returncode == 2 and "--new-serial must be 0 or more" in p.stderr
+
+
+def test_select_rows_by_kind_number_and_membership(tmp_path):
+    import subprocess
+    import sys
+
+    def row(i, prompt, block, category="tips"):
+        seg = ({"type": "block", "branches": [{"title": "A", "content": "a"}, {"title": "B", "content": "b"}]}
+               if block else {"type": "serial", "text": "s"})
+        return {"id": f"r{i}", "category": category, "messages": [{"role": "user", "content": prompt}],
+                "segments": [seg]}
+
+    rows = [row(1, "Give me three tips for sleeping.", True), row(2, "Any tips for sleeping?", True),
+            row(3, "What is sleep?", False, "serial_fact"), row(4, "How do I sleep and why?", True, "multi_part"),
+            row(5, "What helps with sleep?", True), row(2, "Any tips for sleeping?", True)]  # r2 twice
+    src, other = tmp_path / "rows.jsonl", tmp_path / "mix.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    other.write_text(json.dumps(rows[4]) + "\n")
+    out = tmp_path / "out.jsonl"
+
+    def run(*args):
+        p = subprocess.run([sys.executable, "scripts/select_rows.py", str(src), "--out", str(out), *args],
+                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        return p, ([json.loads(x)["id"] for x in out.read_text().splitlines()] if p.returncode == 0 else None)
+
+    assert run("--block", "--numberless")[1] == ["r2", "r4", "r5"]
+    assert run("--block", "--numberless", "--skip-category", "multi_part", "--not-in", str(other))[1] == ["r2"]
+    assert run("--block", "--counted")[1] == ["r1"]
+    assert run("--serial")[1] == ["r3"]
+    p, picked = run("--sample", "2", "--seed", "3")
+    assert "2 rows" in p.stderr and len(picked) == 2 and run("--sample", "2", "--seed", "3")[1] == picked
+    p, _ = run("--block", "--serial")
+    assert p.returncode == 2 and "not allowed with" in p.stderr
