@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
                         "to DIR/prompts_train_serial.jsonl (default: none)")
     s.add_argument("--independent", type=existing_file, default=None, metavar="PATH",
                    help="prompts never to train on: those identical or close (token Jaccard >= 0.8) to one are "
-                        "dropped (default: benchmarks/independent_prompts.jsonl and independent_prompts_2.jsonl, those that exist)")
+                        "dropped (default: benchmarks/independent_prompts.jsonl, _2 and _3, those that exist)")
     _base_option(s, argparse.SUPPRESS)
     s.set_defaults(func=run_prompts)
 
@@ -88,7 +88,7 @@ def add_parser(sub) -> None:
     s.add_argument("--no-filters", action="store_true",
                    help="skip the count, duplicate-item and title filters (issue 13)")
     s.add_argument("--independent", type=existing_file, default=None, metavar="PATH",
-                   help="prompts never to train on (default: benchmarks/independent_prompts.jsonl and independent_prompts_2.jsonl, those that exist)")
+                   help="prompts never to train on (default: benchmarks/independent_prompts.jsonl, _2 and _3, those that exist)")
     s.add_argument("--threads", type=integer(1), default=None, metavar="N", help="CPU threads (default: all cores)")
     _base_option(s, argparse.SUPPRESS)
     s.set_defaults(func=run_build)

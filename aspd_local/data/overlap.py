@@ -1,5 +1,5 @@
-"""Training never sees the independent evaluation sets (``benchmarks/independent_prompts.jsonl`` and
-``benchmarks/independent_prompts_2.jsonl``): a training prompt identical to one of their prompts, or with token Jaccard similarity >= 0.8 to one, is
+"""Training never sees the independent evaluation sets (``benchmarks/independent_prompts.jsonl``,
+``_2`` and ``_3``, ``paths.INDEPENDENT_SETS``): a training prompt identical to one of their prompts, or with token Jaccard similarity >= 0.8 to one, is
 dropped (by ``data prompts`` before it is answered, and again by ``data build``). Words are read as
 ``benchmarks/overlap_check.py`` reads them: lower case, ``[a-z0-9]+`` with an apostrophe suffix,
 punctuation dropped."""

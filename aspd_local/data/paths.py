@@ -9,7 +9,8 @@ DATA_DIR = ROOT / "models" / "aspd-gemma3-270m" / "data"
 # the independent evaluation set (issue 13): never a training prompt (aspd_local/data/overlap.py)
 INDEPENDENT = ROOT / "benchmarks" / "independent_prompts.jsonl"
 INDEPENDENT_2 = ROOT / "benchmarks" / "independent_prompts_2.jsonl"  # the second set, written later
-INDEPENDENT_SETS = (INDEPENDENT, INDEPENDENT_2)
+INDEPENDENT_3 = ROOT / "benchmarks" / "independent_prompts_3.jsonl"  # the third, for the next shipping decision
+INDEPENDENT_SETS = (INDEPENDENT, INDEPENDENT_2, INDEPENDENT_3)
 
 TRAIN_PROMPTS = "prompts_train.jsonl"
 EVAL_PROMPTS = "prompts_eval.jsonl"
