@@ -17,15 +17,12 @@ import random
 import sys
 
 from aspd_local.data.jsonl import DataFileError, read_jsonl, write_jsonl
+from aspd_local.data.segments import has_block
 
 
 def _key(row: dict) -> tuple[str, str]:
     """A row as trained on: its id and its answer's segments."""
     return row["id"], json.dumps(row.get("segments"), sort_keys=True)
-
-
-def _has_block(row: dict) -> bool:
-    return any(s.get("type") == "block" for s in row.get("segments") or ())
 
 
 def mix(new: list[dict], old: list[dict], replay: int, seed: int = 0, new_serial: int | None = None,
@@ -36,9 +33,9 @@ def mix(new: list[dict], old: list[dict], replay: int, seed: int = 0, new_serial
     in_old = set(shared)
     fresh = [i for i in range(len(new)) if i not in in_old]
     if new_serial is not None:
-        serial = [i for i in fresh if not _has_block(new[i])]
+        serial = [i for i in fresh if not has_block(new[i])]
         kept = set(random.Random(serial_seed).sample(serial, min(new_serial, len(serial))))
-        fresh = [i for i in fresh if _has_block(new[i]) or i in kept]
+        fresh = [i for i in fresh if has_block(new[i]) or i in kept]
     picked = set(random.Random(seed).sample(shared, min(replay, len(shared))))
     keep = sorted(set(fresh) | picked)
     return [new[i] for i in keep], len(fresh), len(picked)

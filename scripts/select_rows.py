@@ -17,10 +17,7 @@ import sys
 
 from aspd_local.data.jsonl import DataFileError, read_jsonl, write_jsonl
 from aspd_local.data.quality import asked_count
-
-
-def has_block(row: dict) -> bool:
-    return any(s.get("type") == "block" for s in row.get("segments") or ())
+from aspd_local.data.segments import has_block
 
 
 def prompt_of(row: dict) -> str:

@@ -39,6 +39,11 @@ class Block:
 Segment = Serial | Block
 
 
+def has_block(row: dict) -> bool:
+    """Whether a training row (JSON form) has a parallel block among its segments."""
+    return any(seg.get("type") == "block" for seg in row.get("segments") or ())
+
+
 def render(segments: list[Segment]) -> str:
     """The text a user sees: serial texts and branch contents in order (docs/format.md section 4)."""
     parts = []

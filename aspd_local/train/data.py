@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..aspd.encode import EncodedRow, RowEncoder, check_segments
 from ..data.jsonl import read_jsonl
+from ..data.segments import has_block
 from .base import TrainError
 
 
@@ -24,7 +25,7 @@ def data_stats(raw: Sequence[dict], rows: Sequence[EncodedRow], skipped: dict[st
     for r in raw:
         c = str(r.get("category", "?"))
         cats[c] = cats.get(c, 0) + 1
-    n_parallel = sum(1 for r in raw if any(seg.get("type") == "block" for seg in r["segments"]))
+    n_parallel = sum(1 for r in raw if has_block(r))
     return {
         "rows": len(rows),
         "rows_parallel": n_parallel,
@@ -42,10 +43,9 @@ def data_stats(raw: Sequence[dict], rows: Sequence[EncodedRow], skipped: dict[st
 
 def serial_copy(row: dict) -> dict | None:
     """The row's answer as one serial segment, or None for a row without a parallel block."""
-    segments = row["segments"]
-    if not any(seg.get("type") == "block" for seg in segments):
+    if not has_block(row):
         return None
-    text = check_segments(segments, row.get("answer"))
+    text = check_segments(row["segments"], row.get("answer"))
     return {**row, "id": f"{row.get('id', '')}/serial", "segments": [{"type": "serial", "text": text}]}
 
 
