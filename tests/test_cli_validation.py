@@ -125,6 +125,7 @@ BAD = [
     (["data", "prompts", "--extra", "-1"], "--extra must be >= 0, got -1"),
     (["data", "prompts", "--seed", "s"], "--seed must be an integer"),
     (["data", "prompts", "--serial-lists", "-1"], "--serial-lists must be >= 0, got -1"),
+    (["data", "prompts", "--dir", "{DIR}", "--paired-lists"], "--paired-lists needs"),  # and nothing written
     (["data", "answers", "--max-tokens", "0"], "--max-tokens must be >= 1"),
     (["data", "answers", "--by-parts", "--finish-lists"], "--by-parts and --finish-lists are two separate runs"),
     (["data", "answers", "--threads", "0"], "--threads must be >= 1"),

@@ -14,7 +14,8 @@ from aspd_local.data.build import build_dataset
 from aspd_local.data.fewshot import messages_for, shots_named
 from aspd_local.data.lists import finish_list, finishable, item_problem, short_list
 from aspd_local.data.overlap import IndependentSet
-from aspd_local.data.prompts import SERIAL_CATEGORIES, looks_list_prompts
+from aspd_local.data.prompts import (PARALLEL_CATEGORIES, SERIAL_CATEGORIES, _looks_list_queues, looks_list_prompts,
+                                     pair_id, paired_list_prompts)
 from aspd_local.data.quality import asked_count, list_items
 
 SHORT = ("Here are five fruits:\n\n1. **Apple**: crisp and sweet, with a thin skin that you can eat.\n"
@@ -200,3 +201,43 @@ def test_select_rows_by_kind_number_and_membership(tmp_path):
     assert "2 rows" in p.stderr and len(picked) == 2 and run("--sample", "2", "--seed", "3")[1] == picked
     p, _ = run("--block", "--serial")
     assert p.returncode == 2 and "not allowed with" in p.stderr
+
+
+def test_select_rows_keeps_the_twins_of_rows(tmp_path):
+    import subprocess
+    import sys
+
+    rows = [{"id": i, "category": "tips", "messages": [{"role": "user", "content": "Any tips?"}],
+             "segments": [{"type": "serial", "text": "s"}]} for i in ("s0000000a", "s0000000b", "t0000000b", "p0001")]
+    src, twins, out = tmp_path / "rows.jsonl", tmp_path / "twins.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    twins.write_text(json.dumps({"id": "t0000000a"}) + "\n" + json.dumps({"id": "s0000000b"}) + "\n")
+    p = subprocess.run([sys.executable, "scripts/select_rows.py", str(src), "--twins-of", str(twins), "--out", str(out)],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert p.returncode == 0, p.stderr
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["s0000000a", "t0000000b"]
+
+
+def test_pair_id_maps_a_serial_prompt_and_its_twin():
+    assert pair_id("sc9f9f6b8") == "tc9f9f6b8" and pair_id("tc9f9f6b8") == "sc9f9f6b8"
+    assert [pair_id(i) for i in ("p0001", "m1234abcd", "q8447555f", "s123", "sXYZ9f6b8")] == [None] * 5
+
+
+def test_paired_list_prompts_ask_the_same_topic_as_a_list_without_a_number():
+    serial = looks_list_prompts([], 300)
+    twins = paired_list_prompts(serial + [{"id": "p0001", "prompt": "What is sleep?", "category": "serial_fact"}], [])
+    assert paired_list_prompts(serial, []) == twins  # seeded; a row not made by looks_list_prompts is skipped
+    taken = {twins[0]["prompt"]}
+    other = paired_list_prompts(serial, [{"prompt": twins[0]["prompt"]}])  # a text already asked: another template
+    assert other[0]["id"] == twins[0]["id"] and other[0]["prompt"] != twins[0]["prompt"] and other[1:] == twins[1:]
+    assert 280 <= len(twins) <= 300 and len({t["prompt"] for t in twins}) == len(twins)
+    by_id = {r["id"]: r for r in serial}
+    topics = {row["prompt"]: t for q in _looks_list_queues(0) for row, t, _ in q}
+    for tw in twins:
+        s = by_id[tw["twin_of"]]
+        assert tw["id"] == pair_id(s["id"]) and tw["category"] in PARALLEL_CATEGORIES and tw["count"] is None
+        assert asked_count(tw["prompt"]) is None
+        topic = topics[s["prompt"]]
+        for part in (topic if isinstance(topic, tuple) else (topic,)):
+            assert str(part).lower() in tw["prompt"].lower() and str(part).lower() in s["prompt"].lower()
+    assert len({t["category"] for t in twins}) == 5  # steps, tips, list, pros_cons, comparison

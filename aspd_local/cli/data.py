@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     s.add_argument("--serial-lists", type=integer(0), default=0, metavar="N",
                    help="also write N serial prompts that look like lists (\"How do I X? Just a sentence, please.\") "
                         "to DIR/prompts_train_serial.jsonl (default: none)")
+    s.add_argument("--paired-lists", action="store_true",
+                   help="also write, for each prompt of DIR/prompts_train_serial.jsonl, a list-style prompt on the same "
+                        "topic that asks for no number (\"How do I X?\") to DIR/prompts_train_paired.jsonl")
     s.add_argument("--independent", type=existing_file, default=None, metavar="PATH",
                    help="prompts never to train on: those identical or close (token Jaccard >= 0.8) to one are "
                         "dropped (default: benchmarks/independent_prompts.jsonl, _2 and _3, those that exist)")
@@ -138,8 +141,10 @@ def run_prompts(args) -> int:
     from ..data.jsonl import write_jsonl
     from ..data.prompts import build_prompt_sets
 
-    train, evals = build_prompt_sets(seed=args.seed, n_train=args.n_train)
     d = _data_dir(args)
+    if args.paired_lists and not args.serial_lists and not (d / paths.SERIAL_PROMPTS).exists():  # before writing any
+        raise UsageError(f"--paired-lists needs {d / paths.SERIAL_PROMPTS}: write it with --serial-lists N")
+    train, evals = build_prompt_sets(seed=args.seed, n_train=args.n_train)
     write_jsonl(d / paths.TRAIN_PROMPTS, train)
     write_jsonl(d / paths.EVAL_PROMPTS, evals)
     _progress(f"{len(train)} training prompts -> {d / paths.TRAIN_PROMPTS}")
@@ -188,6 +193,18 @@ def run_prompts(args) -> int:
         write_jsonl(d / paths.SERIAL_PROMPTS, serial)
         _progress(f"{len(serial)} serial prompts that look like lists -> {d / paths.SERIAL_PROMPTS} ({len(dropped)} "
                   f"dropped as identical or close to an independent evaluation prompt)")
+    if args.paired_lists:
+        from ..data.jsonl import read_jsonl
+        from ..data.overlap import IndependentSet
+        from ..data.prompts import pair_id, paired_list_prompts
+
+        serial = read_jsonl(d / paths.SERIAL_PROMPTS, required=("id", "prompt", "category"))
+        have = [r for r in _prompt_rows(d) if not (r["id"].startswith("t") and pair_id(r["id"]))]  # not the file being rewritten
+        twins, dropped = IndependentSet.load(args.independent).split(
+            paired_list_prompts(serial, have, seed=args.seed))
+        write_jsonl(d / paths.PAIRED_PROMPTS, twins)
+        _progress(f"{len(twins)} list-style twins of those serial prompts -> {d / paths.PAIRED_PROMPTS} "
+                  f"({len(dropped)} dropped as identical or close to an independent evaluation prompt)")
     return 0
 
 

@@ -17,8 +17,9 @@ EVAL_PROMPTS = "prompts_eval.jsonl"
 EXTRA_PROMPTS = "prompts_train_extra.jsonl"
 MORE_PROMPTS = "prompts_train_more.jsonl"  # issue 13: many phrasings, counts 2..7
 SERIAL_PROMPTS = "prompts_train_serial.jsonl"  # serial prompts that look like lists (prompts.looks_list_prompts)
+PAIRED_PROMPTS = "prompts_train_paired.jsonl"  # their list-style twins on the same topics (prompts.paired_list_prompts)
 # every prompt answered whole, in this order
-TRAIN_PROMPT_FILES = (TRAIN_PROMPTS, EXTRA_PROMPTS, MORE_PROMPTS, SERIAL_PROMPTS)
+TRAIN_PROMPT_FILES = (TRAIN_PROMPTS, EXTRA_PROMPTS, MORE_PROMPTS, SERIAL_PROMPTS, PAIRED_PROMPTS)
 # multi-part prompts composed of a frame and generic parts (data/parts.py), answered only part by part
 PARTS_PROMPTS = "prompts_train_parts.jsonl"
 ANSWERS = "answers.jsonl"

@@ -789,30 +789,38 @@ LOOKS_LIST_FAMILIES: tuple[MoreFamily, ...] = (
 )
 
 
-def looks_list_prompts(existing: list[dict], n: int, seed: int = 0) -> list[dict]:
-    """``n`` serial prompts of LOOKS_LIST_FAMILIES (``looks_list``), the families taking turns, each over
-    its category's topics in a seeded order; none with the text of a row in ``existing``. Ids ``s`` + 8
-    hex digits of the text's hash."""
+def _looks_list_queues(seed: int) -> list[list[tuple[dict, object, MoreFamily]]]:
+    """Per LOOKS_LIST_FAMILIES family, every candidate (row, topic, the list-style family whose topics it
+    takes) in its seeded order."""
     families = family_topics(seed)
-    pools: dict[str, list] = {}
+    pools: dict[str, tuple[MoreFamily, list]] = {}
     for fam, pool in families:
-        pools.setdefault(fam.category, pool)
+        pools.setdefault(fam.category, (fam, pool))
     # "tips" has two pools: the tips topics ("saving money") and the reasons topics ("recycle"), which
     # the serial_definition family ("Why should I {t}?") takes
-    reasons = next(pool for fam, pool in families if fam.category == "tips" and "reasons" in fam.templates[0].text)
-    have = {r["prompt"] for r in existing}
+    reasons = next((fam, pool) for fam, pool in families if fam.category == "tips" and "reasons" in fam.templates[0].text)
     queues = []
     for fi, fam in enumerate(LOOKS_LIST_FAMILIES):
         rng = random.Random(f"{seed}-looks-list-{fi}")
-        pool = list(reasons if fam.category == "serial_definition" else pools[fam.topics])
+        source, pool = reasons if fam.category == "serial_definition" else pools[fam.topics]
+        pool = list(pool)
         rng.shuffle(pool)
         q = []
         for r in range(len(fam.templates)):
             for i, t in enumerate(pool):
                 tpl = fam.templates[(i + r) % len(fam.templates)]
                 text = _fill_more(tpl, t, rng)[0]
-                q.append({"prompt": text, "category": fam.category, "count": None, "looks_list": True})
+                q.append(({"prompt": text, "category": fam.category, "count": None, "looks_list": True}, t, source))
         queues.append(q)
+    return queues
+
+
+def looks_list_prompts(existing: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """``n`` serial prompts of LOOKS_LIST_FAMILIES (``looks_list``), the families taking turns, each over
+    its category's topics in a seeded order; none with the text of a row in ``existing``. Ids ``s`` + 8
+    hex digits of the text's hash."""
+    queues = [[row for row, _, _ in q] for q in _looks_list_queues(seed)]
+    have = {r["prompt"] for r in existing}
     out: list[dict] = []
     pos = [0] * len(queues)
     while len(out) < n and any(p < len(q) for p, q in zip(pos, queues)):
@@ -824,4 +832,42 @@ def looks_list_prompts(existing: list[dict], n: int, seed: int = 0) -> list[dict
                 pos[j] += 1
                 have.add(row["prompt"])
                 out.append({"id": "s" + hashlib.sha1(row["prompt"].encode("utf-8")).hexdigest()[:8], **row})
+    return out
+
+
+# Twins of the serial prompts that look like lists (the seventh retrain, docs/aspd-pipeline.md section 8):
+# the same topic asked the list-style way with no number ("How do I build a campfire?" beside "How do I
+# build a campfire? Just a sentence, please."), so that what tells a block from one sentence is the
+# prompt's words, not its topic. ``data prompts --paired-lists`` writes DIR/prompts_train_paired.jsonl.
+def pair_id(row_id: str) -> str | None:
+    """The id of a row's twin: a looks-list serial prompt ``s`` + 8 hex digits and its list-style twin
+    ``t`` + the same digits; None for any other id."""
+    if len(row_id) == 9 and row_id[0] in "st" and all(c in "0123456789abcdef" for c in row_id[1:]):
+        return ("t" if row_id[0] == "s" else "s") + row_id[1:]
+    return None
+
+
+def paired_list_prompts(serial: list[dict], existing: list[dict], seed: int = 0) -> list[dict]:
+    """For each row of ``serial`` made by ``looks_list_prompts`` (same ``seed``), a list-style prompt on the
+    same topic from a template of the list-style family whose topics it took that asks for no number (a
+    seeded choice; the next template when the text is already a prompt of ``existing`` or of this list).
+    The twin's id is ``pair_id`` of the serial row's; its category is the list-style family's. Rows not
+    made by ``looks_list_prompts`` are skipped."""
+    topic_of = {row["prompt"]: (t, source) for q in _looks_list_queues(seed) for row, t, source in q}
+    have = {r["prompt"] for r in existing}
+    out = []
+    for row in serial:
+        if row["prompt"] not in topic_of or pair_id(row["id"]) is None:
+            continue
+        t, source = topic_of[row["prompt"]]
+        tpls = [tpl for tpl in source.templates if tpl.count is None and not tpl.looks_list]
+        rng = random.Random(f"{seed}-pair-{row['id']}")
+        start = rng.randrange(len(tpls))
+        for k in range(len(tpls)):
+            text = _fill_more(tpls[(start + k) % len(tpls)], t, rng)[0]
+            if text not in have:
+                have.add(text)
+                out.append({"id": pair_id(row["id"]), "prompt": text, "category": source.category, "count": None,
+                            "twin_of": row["id"]})
+                break
     return out
