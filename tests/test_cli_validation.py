@@ -283,6 +283,7 @@ def test_good_values_parse():
     assert (a.temperature, a.top_p, a.top_k, a.min_p, a.max_tokens, a.seed, a.mode) == (0.7, 1.0, 0, 0.0, 1, -3, "ar")
     b = cli_main.build_parser().parse_args(["bench", "--modes", "ar,parallel+suffix", "--judges", "chat"])
     assert b.modes == ["ar", "parallel+suffix"] and b.judges == ["chat"]
+    assert cli_main.build_parser().parse_args(["bench", "--judges", "none"]).judges == []  # objective checks alone
     c = cli_main.build_parser().parse_args(["bench-load", "--url", "http://x", "--concurrency", "1,4",
                                             "--extra-body", '{"aspd_mode": "ar"}', "--server-args", "-np 4"])
     assert c.concurrency == [1, 4] and c.extra_body == {"aspd_mode": "ar"} and c.server_args == ["-np", "4"]

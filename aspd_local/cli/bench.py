@@ -38,14 +38,20 @@ def add_parser(sub) -> None:
                         "that open a block in parallel mode) and the likelihood judges (parallel vs ar answers: "
                         "mean log-likelihood per token under the reference model, default the base model, and "
                         "ROUGE-L)")
-    p.add_argument("--judges", type=name_list(JUDGES), default=None,
+    p.add_argument("--judges", type=_judges, default=None,
                    help="contexts the reference model scores the answers in, comma-separated: chat (the user's "
-                        "message alone), fewshot (the data pipeline's example turns first); default: the base's "
-                        "(aspd_local.bases: both for gemma3-270m, chat for smollm2-135m)")
+                        "message alone), fewshot (the data pipeline's example turns first), or none (the objective "
+                        "checks alone); default: the base's (aspd_local.bases: both for gemma3-270m, chat for "
+                        "smollm2-135m)")
     p.add_argument("--rescore", type=existing_file, metavar="REPORT.json", default=None,
                    help="no generation: add the quality figures to an earlier report's answers (written back "
                         "to --json, default the same file); needs --prompts as in that run")
     p.set_defaults(func=main, max_branches=16)
+
+
+def _judges(text: str) -> list[str]:
+    """--judges: ``none`` (no likelihood judge) or names out of JUDGES."""
+    return [] if text.strip() == "none" else name_list(JUDGES)(text)
 
 
 def _reference(text: str) -> str:
@@ -57,7 +63,7 @@ def main(args) -> int:
     from ..bases import get
 
     modes = args.modes  # checked list
-    judges = args.judges or list(get(args.base).judges)
+    judges = list(get(args.base).judges) if args.judges is None else args.judges
     path = args.prompts or str(files("aspd_local.resources").joinpath("bench_prompts.jsonl"))
     try:
         prompts = load_prompts(path)[: args.limit]
@@ -146,6 +152,8 @@ def _add_judges(report: dict, prompts: list[dict], args, judges: list[str]) -> N
     from ..models import base_model_path
 
     modes = {r["mode"] for r in report["results"]}
+    if not judges:
+        return
     if not {"parallel", "ar"} <= modes:
         print("note: --quality compares parallel with ar answers: run both modes", file=sys.stderr)
         return
