@@ -101,3 +101,29 @@ def test_bench_stopped_during_the_judges_keeps_its_answers(q4_path, tmp_path, mo
     assert {"ar", "parallel"} <= set(rep["checks"]) and "checks_headline" in rep
     assert report_key("chat") not in rep  # the judge never finished
     assert rep["prompts_file"] == "p.jsonl"
+
+
+def test_bench_judges_none_gives_the_objective_checks_alone(q4_path, tmp_path, monkeypatch, capsys):
+    """``--judges none``: no reference model is loaded and no likelihood figure is written."""
+    from aspd_local.bench.quality import JUDGES, report_key
+    from aspd_local.cli import bench
+    from aspd_local.cli.main import build_parser
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "List two colours.", "category": "list", "count": 2}\n')
+    out = tmp_path / "out.json"
+
+    def judged(*a, **k):
+        raise AssertionError("a judge ran")
+
+    monkeypatch.setattr(bench, "quality", judged)
+    monkeypatch.setattr("aspd_local.engine.Engine.score", judged)
+    monkeypatch.setenv("ASPD_LOCAL_CACHE", str(tmp_path))
+    args = build_parser().parse_args(["bench", q4_path, "--prompts", str(prompts), "--modes", "ar,parallel",
+                                      "--max-tokens", "6", "--json", str(out), "--speculate", "none",
+                                      "--quality", "--judges", "none"])
+    assert args.func(args) == 0
+    rep = json.loads(out.read_text())
+    assert {"ar", "parallel"} <= set(rep["checks"]) and "checks_headline" in rep
+    assert not any(report_key(j) in rep for j in JUDGES)
+    assert "scoring answers" not in capsys.readouterr().err
