@@ -21,8 +21,9 @@ The independent set is written by hand, not by the training prompt generator
 
 The training prompts are every prompt file the pipeline answered to build the delta's training rows
 (``docs/aspd-pipeline.md``): ``prompts_train.jsonl`` (400), ``prompts_train_extra.jsonl`` (320) and, once
-written, ``prompts_train_more.jsonl`` (2,599), ``prompts_train_serial.jsonl`` (400 list-looking serial
-prompts) and ``prompts_train_parts.jsonl`` (300 composed multi-part prompts) in ``models/aspd-gemma3-270m/data``; ``train.jsonl`` keeps a subset of them. Where those files are missing
+written, every other file of ``paths.TRAIN_PROMPT_FILES`` (``prompts_train_more.jsonl``, 2,599;
+``prompts_train_serial.jsonl``, 400 list-looking serial prompts; ``prompts_train_paired.jsonl``, their 387
+list-style twins) and ``prompts_train_parts.jsonl`` (300 composed multi-part prompts) in ``models/aspd-gemma3-270m/data``; ``train.jsonl`` keeps a subset of them. Where those files are missing
 they are regenerated as ``python -m aspd_local data prompts --extra 320`` writes them
 (``build_prompt_sets(seed=0, n_train=400)``, ``extra_prompts(train, 320, seed=0)``). The generator's
 held-out evaluation prompts and the few-shot example turns the base model saw while writing the training
@@ -73,12 +74,12 @@ def load_independent(path: Path = INDEPENDENT) -> list[dict]:
 
 
 def load_training(data_dir: Path = paths.DATA_DIR) -> tuple[list[dict], str]:
-    """The training prompts (training + extra, and the issue-13 prompts, list-looking serial prompts and
-    composed multi-part prompts where written) and where they came from."""
+    """The training prompts (training + extra, then every other prompt file the pipeline answers and the
+    composed multi-part prompts, where written) and where they came from."""
     files = [data_dir / paths.TRAIN_PROMPTS, data_dir / paths.EXTRA_PROMPTS]
     if all(f.exists() for f in files):
-        files += [data_dir / f for f in (paths.MORE_PROMPTS, paths.SERIAL_PROMPTS, paths.PARTS_PROMPTS)
-                  if (data_dir / f).exists()]
+        files += [data_dir / f for f in paths.TRAIN_PROMPT_FILES + (paths.PARTS_PROMPTS,)
+                  if data_dir / f not in files and (data_dir / f).exists()]
         rows = [r for f in files for r in read_rows(f)]
         return rows, " + ".join(str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f) for f in files)
     from aspd_local.data.prompts import build_prompt_sets, extra_prompts

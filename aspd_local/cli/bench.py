@@ -151,9 +151,9 @@ def _add_judges(report: dict, prompts: list[dict], args, judges: list[str]) -> N
     from ..engine import Engine
     from ..models import base_model_path
 
-    modes = {r["mode"] for r in report["results"]}
     if not judges:
         return
+    modes = {r["mode"] for r in report["results"]}
     if not {"parallel", "ar"} <= modes:
         print("note: --quality compares parallel with ar answers: run both modes", file=sys.stderr)
         return
