@@ -36,15 +36,17 @@ def main(args) -> int:
             print(f"note: {engine.notice}", file=sys.stderr)
         defaults = Defaults(mode=args.mode, max_tokens=args.max_tokens, speculate=args.speculate,
                             **sampling_kwargs(args))
-        app = create_app(engine, defaults=defaults)
+        # on Ctrl-C or SIGTERM: new requests get 503, running ones end with a final event (one line here
+        # for each), then the server stops; a second signal exits at once
+        app = create_app(engine, defaults=defaults, notify=lambda line: print(line, file=sys.stderr, flush=True))
         port = sock.getsockname()[1]
         print(f"serving {model_id_of(engine)} on http://{args.host}:{port}/v1 (Ctrl-C to stop)", file=sys.stderr,
               flush=True)
         try:
-            serve(app, sock, log_level=args.log_level)
-        except KeyboardInterrupt:  # uvicorn shut down cleanly, then passed Ctrl-C on
+            serve(app, sock, log_level=args.log_level, stopped_at_once="server stopped at once (second signal)")
+        except KeyboardInterrupt:  # (a Ctrl-C before uvicorn took the signals over)
             pass
-        print("server stopped", file=sys.stderr)
+        print("server stopped", file=sys.stderr, flush=True)
         return 0
     finally:
         sock.close()

@@ -2,11 +2,17 @@
 ``/v1/models``. Handlers check the request and tokenize the prompt, then submit it to the engine (whose
 scheduler decodes up to ``n_slots`` requests together; more wait in its bounded queue, and a full queue is
 a 503 with Retry-After) and relay its events, as one JSON response or as server-sent events. A client
-that goes away cancels only its own request."""
+that goes away cancels only its own request.
+
+Stopping (:class:`Lifecycle`, which the server in background.py drives on Ctrl-C or SIGTERM): new
+requests get a 503, every request in the engine is cancelled, and each one still ends properly -- a stream
+with its final chunk (``finish_reason`` "cancelled", ``aspd.error`` saying why) and ``[DONE]``, a whole
+response as JSON -- before the server closes its connections."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -28,6 +34,68 @@ from .shape import Shaper, finish_reason, sse, summary, usage
 
 # names a client may give instead of the served model's id (as llama.cpp's server accepts any)
 ALIASES = ("default",)
+SHUTTING_DOWN = "the server is shutting down"
+
+log = logging.getLogger("aspd_local.server")
+
+
+class Lifecycle:
+    """Whether the app still takes requests, and how many HTTP requests it is serving. ``stop()`` (the
+    server calls it on the first Ctrl-C or SIGTERM, before it closes any connection): new requests get a
+    503 and every request in the engine is cancelled, so each ends with its final event; ``drain()``
+    waits until the requests in flight have sent their last byte."""
+
+    def __init__(self, engine: Engine, notify: Callable[[str], None] | None = None):
+        self.engine = engine
+        self.stopping = False
+        self.active = 0  # HTTP requests in flight
+        self.notify = notify or log.info  # one line per request the stop cut
+
+    def stop(self) -> None:
+        # the flag first: a handler checks it right before it submits (no await between the two), so a
+        # request is either refused or already in the engine and cancelled here
+        self.stopping = True
+        self.engine.cancel()
+
+    async def drain(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """Wait (up to ``timeout`` s, or until ``give_up()``) for the requests in flight; True once none is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.active and not give_up() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return self.active == 0
+
+    def was_cut(self, result) -> bool:
+        """The request ended because the server is stopping."""
+        return self.stopping and result is not None and result.finish_reason == "cancelled"
+
+    def cut(self, request_id: str, result) -> None:
+        self.notify(f"[serve] stopping: request {request_id} cut after {len(result.tokens)} tokens")
+
+    def refusal(self) -> ApiError:
+        return ApiError(f"{SHUTTING_DOWN}; it takes no new requests", 503, code="server_shutting_down",
+                        type="server_error", headers={"Connection": "close"})
+
+
+class _Tracked:
+    """ASGI middleware: counts the HTTP requests in flight for :meth:`Lifecycle.drain`. A request the
+    server still cancels while stopping (its client stalled past the grace time) ends quietly instead of
+    with a traceback."""
+
+    def __init__(self, app, life: Lifecycle):
+        self.app, self.life = app, life
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        self.life.active += 1
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self.life.stopping:
+                raise
+        finally:
+            self.life.active -= 1
 
 
 def model_id_of(engine: Engine) -> str:
@@ -37,18 +105,23 @@ def model_id_of(engine: Engine) -> str:
 
 
 def create_app(engine: Engine, *, model_id: str | None = None, defaults: GenerationParams | None = None,
-               processors: Callable[[], list] | None = None, retry_after_s: int = 2) -> FastAPI:
+               processors: Callable[[], list] | None = None, retry_after_s: int = 2,
+               notify: Callable[[str], None] | None = None) -> FastAPI:
     """An app serving ``engine`` (which stays the caller's to close). ``defaults`` fill the fields a
-    request leaves out; ``processors`` (a function returning logits processors) apply to every request."""
+    request leaves out; ``processors`` (a function returning logits processors) apply to every request;
+    ``notify`` gets one line for each request a stopping server cuts (default: logged at INFO)."""
     mid = model_id or model_id_of(engine)
     names = (mid, mid + ".gguf", *ALIASES)
+    life = Lifecycle(engine, notify)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
-        engine.cancel()  # the server is stopping: its requests end
+        life.stop()  # (a server other than ours may get here with requests still running)
 
     app = FastAPI(title="aspd-local", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(_Tracked, life=life)
+    app.state.lifecycle = life
     app.state.engine, app.state.model_id = engine, mid
     app.state.defaults = defaults or GenerationParams()
     model_obj = {"id": mid, "object": "model", "created": int(os.stat(engine.model.path).st_mtime),
@@ -66,8 +139,9 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Generat
     @app.get("/health")
     async def health():
         busy = engine.scheduler.busy
-        return {"status": "ok", "model": mid, "idle": busy == 0, "slots": engine.config.n_slots,
-                "waiting": engine.scheduler.n_waiting}
+        body = {"status": "stopping" if life.stopping else "ok", "model": mid, "idle": busy == 0,
+                "slots": engine.config.n_slots, "waiting": engine.scheduler.n_waiting}
+        return JSONResponse(body, status_code=503) if life.stopping else body
 
     @app.get("/v1/models")
     async def models():
@@ -89,6 +163,8 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Generat
         return await _complete(request, parse_completion)
 
     async def _complete(request: Request, parse) -> Response:
+        if life.stopping:
+            raise life.refusal()
         req = parse(parse_json(await request.body()), app.state.defaults)
         if req.model not in names:
             raise ApiError(f"the model {req.model!r} is not served here; this server serves {mid!r} "
@@ -97,6 +173,8 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Generat
         params = req.params(app.state.defaults)
         if processors is not None:
             params = params.replace(processors=tuple(processors()))
+        if life.stopping:  # (it began while the body came in or the prompt was tokenized)
+            raise life.refusal()
         try:
             handle = engine.submit(tokens, params)
         except QueueFullError as e:
@@ -111,6 +189,9 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Generat
         try:
             # the first item that is not the queue's notice (an error surfaces here as a status code)
             item = await _next(events, request, skip_queued=True)
+            if isinstance(item, Done) and life.was_cut(item.result) and not item.result.tokens:
+                life.cut(shaper.id, item.result)
+                raise life.refusal()  # stopped before it answered anything: nothing to send but why
             if item is not None and req.stream:
                 streaming = True  # the event stream owns the request from here on
                 return StreamingResponse(_events(item, events, handle, content, shaper, len(tokens)),
@@ -128,6 +209,10 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Generat
         if item is None:
             return Response(status_code=499)  # nobody is listening any more
         content.finish()
+        if life.was_cut(item.result):
+            life.cut(shaper.id, item.result)
+            return JSONResponse(shaper.response(content.text, "cancelled", usage(len(tokens), item.result),
+                                                item.result, error=SHUTTING_DOWN))
         return JSONResponse(shaper.response(content.text, finish_reason(item.result, False),
                                             usage(len(tokens), item.result), item.result))
 
@@ -139,8 +224,12 @@ def create_app(engine: Engine, *, model_id: str | None = None, defaults: Generat
                 if isinstance(item, Done):
                     for piece in content.finish():
                         buf.append(sse(shaper.chunk(piece.content, piece.aspd)))
-                    buf.append(sse(shaper.chunk(finish=finish_reason(item.result, False),
-                                                aspd={"type": "done", **summary(item.result)})))
+                    done = {"type": "done", **summary(item.result)}
+                    finish = finish_reason(item.result, False)
+                    if life.was_cut(item.result):  # the server is stopping: say so, then end as usual
+                        life.cut(shaper.id, item.result)
+                        finish, done["error"] = "cancelled", SHUTTING_DOWN
+                    buf.append(sse(shaper.chunk(finish=finish, aspd=done)))
                     if shaper.include_usage:
                         buf.append(sse(shaper.usage_chunk(usage(n_prompt, item.result))))
                     buf.append(sse("[DONE]"))

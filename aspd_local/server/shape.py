@@ -2,7 +2,8 @@
 
 Extension: every chunk that carries a branch event has a top-level ``"aspd"`` object (see
 docs/server.md); the last content chunk's ``"aspd"`` is ``{"type": "done", ...}`` with the engine's
-statistics. Plain OpenAI clients ignore the field.
+statistics. Plain OpenAI clients ignore the field. An answer the server cut because it is stopping has
+``finish_reason`` "cancelled" and an ``"error"`` note in that ``aspd`` object.
 """
 
 from __future__ import annotations
@@ -78,11 +79,15 @@ class Shaper:
         return d
 
     # -- whole ----------------------------------------------------------------
-    def response(self, content: str, finish: str, use: dict, result: Result | None) -> dict:
+    def response(self, content: str, finish: str, use: dict, result: Result | None,
+                 error: str | None = None) -> dict:
+        """A whole response; ``error``: a note on why it ended early (in ``aspd``)."""
         d = self._head(False)
         d["choices"] = [self._choice(content, finish, False)]
         d["usage"] = use
         d["aspd"] = summary(result)
+        if error is not None:
+            d["aspd"]["error"] = error
         return d
 
 
