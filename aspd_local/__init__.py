@@ -15,14 +15,14 @@ if _sys.argv[1:2] == ["train"]:
 
 from .aspd.tokens import AspdTokens
 from .chat import Message
-from .decoding.hybrid import Caps, Mode
+from .params import Caps, Mode
 from .engine import ChatSession, Engine, EngineConfig
 from .errors import (AspdFormatError, AspdLocalError, ChatTemplateError, ContextOverflowError, DecodeError,
                      ModelLoadError)
 from .events import (BlockEnd, BlockInfo, BlockStart, BranchDelta, BranchEnd, Done, Event, Queued, Result,
                      SerialDelta, Stats)
 from .params import GenerationParams
-from .scheduler import EngineClosedError, QueueFullError, Request
+from .request import EngineClosedError, QueueFullError, Request
 from .sampling import SamplingParams, StreamInfo
 
 __version__ = "0.1.0"

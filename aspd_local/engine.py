@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from .aspd.tokens import ROLES, AspdTokens
 from .chat import ChatFormat, Message
-from .decoding.costcurve import cached_cost_curve, cost_of, measure_cost_curve
-from .decoding.hybrid import STEP, Cancelled, HybridDecoder, Mode
+from .decoding.costcurve import cost_of, curve_cache_file, curve_cache_key, load_or_measure, measure_cost_curve
+from .decoding.hybrid import HybridDecoder
 from .decoding.prefill import prefill
 from .decoding.speculative import Speculator
 from .errors import ContextOverflowError
@@ -26,12 +26,16 @@ from .llama import logs
 from .llama.context import Context, ContextParams
 from .llama.model import Model, ModelParams
 from .models import cache_dir
-from .params import GenerationParams
-from .scheduler import Job, Request, Scheduler
+from .params import GenerationParams, Mode
+from .planner import DraftPolicy
+from .request import Job, Request
+from .scheduler import Scheduler
+from .step import Ask, Cancelled, ContextFull
 from .suffix.acceptance import AcceptanceModel
-from .suffix.cache import load_index, save_index
+from .suffix.cache import load_index
 from .suffix.index import TokenIndex
 from .suffix.proposer import SuffixProposer
+from .suffix.saver import IndexSaver
 
 log = logging.getLogger("aspd_local")
 
@@ -48,7 +52,8 @@ class EngineConfig:
     n_slots: int = 4  # requests decoded together (each in its own slot); more wait in the queue
     max_queue: int = 64  # requests that may wait for a slot; beyond that, submit raises QueueFullError
     max_cached: int = 8  # finished conversations kept in the KV cache for prefix reuse (LRU)
-    prefill_chunk: int = 256  # prompt tokens a request decodes per step (others keep decoding meanwhile)
+    step_tokens: int = 256  # the token budget of one decode: running requests' tokens first, then prompt
+    # chunks cut to fit, then drafts (a running request's own tokens always go in, up to n_batch)
     verbose: bool = False  # show llama.cpp's own log
     speculate: str = "suffix"  # default for requests: "suffix" (used only where the cost curve says it pays) or "none"
     max_draft_paths: int = 8  # sequence ids reserved for the leaf paths of draft trees
@@ -73,7 +78,7 @@ class Engine:
             if not hasattr(cfg, k):
                 raise TypeError(f"unknown engine option {k!r}")
             setattr(cfg, k, v)
-        for name in ("n_slots", "max_branches", "prefill_chunk"):
+        for name in ("n_slots", "max_branches", "step_tokens"):
             if getattr(cfg, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if cfg.max_queue < 0 or cfg.max_cached < 0:
@@ -98,7 +103,17 @@ class Engine:
         self._global_index: TokenIndex | None = None
         self._acceptance = AcceptanceModel()
         self.scheduler = Scheduler(self.ctx, self.cache, n_slots=cfg.n_slots, seq_quota=self._seq_quota,
-                                   max_queue=cfg.max_queue, max_cached=cfg.max_cached)
+                                   max_queue=cfg.max_queue, max_cached=cfg.max_cached,
+                                   step_tokens=min(cfg.step_tokens, self.ctx.n_batch))
+        self._index_saver: IndexSaver | None = None  # writes the global index in the background
+        if cfg.speculate == "suffix" and cfg.suffix_budget == "cost":
+            # drafts are sized by the cost curve: have it (from disk, or measured on the scheduler's
+            # thread) before the first request, not inside its first step; other engines get it lazily
+            try:
+                self.cost_curve()
+            except Exception as e:  # noqa: BLE001 - the engine still serves; the first speculation tries again
+                log.warning("could not measure the cost curve at load (%s); the first speculative request "
+                            "tries again", e)
         if self.aspd is None:
             self.notice = "this model has no ASPD tokens: it is served serially (no parallel blocks)"
             log.warning(self.notice)
@@ -153,7 +168,10 @@ class Engine:
             raise ContextOverflowError(
                 f"the prompt has {len(tokens)} tokens but the context holds {self.ctx.n_ctx} "
                 f"(one more is needed to answer); shorten it or raise n_ctx")
-        budget = p.max_tokens + p.max_titles + 2  # past the budget a block still closes its branches
+        budget = p.max_tokens  # a hard cap: every answer token counts, control tokens included
+        if (self.config.speculate if p.speculate is None else p.speculate) == "suffix":
+            # (the cost curve comes from disk or is measured here, between two steps, never inside one)
+            self.scheduler.drafts = self._draft_policy()
         run = lambda lane, reused, cancelled: self._generation(lane, reused, cancelled, tokens, p, on_commit)  # noqa: E731
         unstarted = lambda: Result("", [], "cancelled", p.mode, [], Stats(prompt_tokens=len(tokens)))  # noqa: E731
         return self.scheduler.submit(Job(tokens, budget, run, "all" if p.keep else "prompt", unstarted))
@@ -176,7 +194,7 @@ class Engine:
         t0 = time.perf_counter()
         speculate = self.config.speculate if p.speculate is None else p.speculate
         speculator = self._speculator(tokens) if speculate == "suffix" else None
-        t_spec = time.perf_counter() - t0  # indexing the prompt (and measuring the cost curve, once)
+        t_spec = time.perf_counter() - t0  # indexing the prompt
         dec = HybridDecoder(self.model, lane, self.aspd, Mode(p.mode), p.sampling(), p.caps(), p.processors,
                             is_cancelled, p.record_margins, speculator, p.stop)
         st = dec.stats
@@ -184,13 +202,14 @@ class Engine:
         st.prompt_tokens, st.reused_prompt_tokens = len(tokens), reused
         completed = False
         try:
-            steps = prefill(lane, tokens[reused:], self.aspd, min(self.config.prefill_chunk, self.ctx.n_batch))
-            row = yield from _counted(steps, st)
+            row = yield from _counted(prefill(lane, tokens[reused:], self.aspd), st)
             st.prompt_s = time.perf_counter() - t0
             yield from dec.run(row)
             completed = True
         except Cancelled:
             dec.finish_reason = "cancelled"
+        except ContextFull:  # the prompt found no room even alone (another process's cells, a full cache)
+            dec.finish_reason = "context"
         st.wall_s = time.perf_counter() - t0
         result = dec.result()
         if completed:
@@ -207,12 +226,14 @@ class Engine:
         return f"{name}-{st.st_size}-{int(st.st_mtime)}"
 
     def cost_curve(self) -> dict[int, float]:
-        """ms per decode by batch size on this machine, measured once per model and thread count (cached on
-        disk)."""
+        """ms per decode by batch size on this machine: read from the cache file for this model, thread count,
+        GPU layers and machine, or measured (and cached) when there is none or it is stale
+        (``costcurve.load_or_measure``), on the scheduler's thread between two steps. An engine that
+        speculates by default gets it at load; others on first use."""
         if self._cost_curve is None:
-            path = os.path.join(cache_dir(), "costcurve", f"{self._model_key()}-t{self.ctx.n_threads}"
-                                f"-g{self.model.n_gpu_layers}.json")
-            self._cost_curve = self.scheduler.call(lambda: cached_cost_curve(self.ctx, self.cache, path))
+            key = curve_cache_key(self.model.path, self.ctx.n_threads, self.model.n_gpu_layers)
+            path = curve_cache_file(os.path.join(cache_dir(), "costcurve"), key)
+            self._cost_curve = self.scheduler.call(lambda: load_or_measure(self.ctx, self.cache, path, key))
         return self._cost_curve
 
     def measure_cost_curve(self, sizes) -> dict[int, float]:
@@ -242,24 +263,27 @@ class Engine:
         old, self._global_index = self._global_index, index
         return old
 
+    def _draft_policy(self) -> DraftPolicy:
+        """How the step plan grants draft nodes: by this machine's cost curve, or every node ("all")."""
+        cfg = self.config
+        if cfg.suffix_budget == "all":
+            return DraftPolicy(None, cfg.suffix_min_gain)
+        if cfg.suffix_budget != "cost":
+            raise ValueError(f"suffix_budget must be 'cost' or 'all', got {cfg.suffix_budget!r}")
+        curve = self.cost_curve()
+        return DraftPolicy(lambda n: cost_of(curve, n), cfg.suffix_min_gain)
+
     def _speculator(self, prompt: list[int]) -> Speculator:
         cfg = self.config
-        if cfg.suffix_budget == "cost":
-            curve = self.cost_curve()
-            cost = lambda n: cost_of(curve, n)  # noqa: E731
-        elif cfg.suffix_budget == "all":
-            cost = lambda n: float(n)  # noqa: E731 - unused: every proposed node is verified
-        else:
-            raise ValueError(f"suffix_budget must be 'cost' or 'all', got {cfg.suffix_budget!r}")
         proposer = SuffixProposer(self.global_index(), cfg.suffix_alpha, cfg.suffix_min_token_prob,
                                   cfg.suffix_max_depth)
-        spec = Speculator(proposer, cost, self._acceptance, cfg.suffix_max_draft, cfg.suffix_budget,
-                          cfg.suffix_min_gain)
+        spec = Speculator(proposer, self._acceptance, cfg.suffix_max_draft, cfg.suffix_budget)
         spec.begin(prompt)
         return spec
 
     def _remember(self, answer: list[int]) -> None:
-        """Add an answer to the global index, keep it bounded, and save it."""
+        """Add an answer to the global index, keep it bounded, and have it saved (runs on the scheduler's
+        thread: the index is copied here, and written by the saver's thread)."""
         if not answer:
             return
         cfg = self.config
@@ -269,10 +293,13 @@ class Engine:
             # evict down to 90% of the bound, so the rebuild happens once per many requests, not every one
             index.evict(max_tokens=int(cfg.suffix_cache_tokens * 0.9))
         if cfg.suffix_cache:
-            try:
-                save_index(index, self._global_index_path(), model_key=self._model_key())
-            except OSError as e:
-                log.warning("could not save the suffix cache: %s", e)
+            path, key = self._global_index_path(), self._model_key()
+            saver = self._index_saver
+            if saver is None or (saver.path, saver.model_key) != (path, key):
+                if saver is not None:
+                    saver.close()  # (the cache folder or the model file changed: rare)
+                saver = self._index_saver = IndexSaver(path, key)
+            saver.request_save(index)
 
     # -- chat -----------------------------------------------------------------
     def session(self, system: str | None = None, history: Iterable[Mapping | Message] = ()) -> "ChatSession":
@@ -285,9 +312,7 @@ class Engine:
 
     def _problems(self) -> list[str]:
         out = self.cache.problems()
-        owned = set(self.scheduler._cached)
-        for slot in self.scheduler._active:
-            owned |= {slot.lane.home, *slot.lane._forks, *slot.lane._drafts}
+        owned = self.scheduler.owned_seqs()
         leaked = sorted(set(self.cache.lines) - owned)
         if leaked:
             out.append(f"sequence ids {leaked} are held by no request and no cached line")
@@ -305,6 +330,8 @@ class Engine:
         if self.ctx._ptr is None:
             return
         self.scheduler.close()
+        if self._index_saver is not None:  # the last answers reach the disk before the engine is gone
+            self._index_saver.close()
         self.ctx.close()
         self.model.close()
 
@@ -331,8 +358,7 @@ class Engine:
                                        f"context holds {self.ctx.n_ctx}; raise n_ctx")
 
         def run(lane, reused, cancelled):
-            return (yield from score_after(lane, self.aspd, prefix[reused:], cont,
-                                           min(self.config.prefill_chunk, self.ctx.n_batch)))
+            return (yield from score_after(lane, self.aspd, prefix[reused:], cont))
 
         job = Job(prefix, len(cont) + 1, run, "all" if keep_prefix else "none")
         return self.scheduler.submit(job).result()
@@ -363,7 +389,7 @@ def _counted(steps, stats) -> Iterator:
         while True:
             item = steps.send(result)
             result = yield item
-            if item is STEP:
+            if isinstance(item, Ask):
                 stats.prompt_decode_calls += 1
     except StopIteration as stop:
         return stop.value
@@ -373,35 +399,4 @@ def _is_token_list(x) -> bool:
     return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(t, int) for t in x)
 
 
-class ChatSession:
-    """A multi-turn conversation. Each turn reuses the KV cache of the earlier turns: the prompt of
-    turn n is the exact token stream of turns 1..n-1 plus the new message."""
-
-    def __init__(self, engine: Engine, system: str | None = None, history: Iterable[Mapping | Message] = ()):
-        self.engine = engine
-        self.messages: list[Message] = []
-        if system:
-            self.messages.append(Message("system", system))
-        self.messages.extend(Message.of(m) for m in history)
-        self._tokens: list[int] = []
-
-    def submit(self, text: str, params: GenerationParams | None = None, **kw) -> Request:
-        """Queue the next turn; the conversation takes the answer when it completes."""
-        msgs = self.messages + [Message("user", text)]
-        tokens = self.engine.chat_format.prompt_tokens(msgs)
-
-        def commit(result: Result) -> None:
-            self.messages = msgs + [Message("assistant", result.text, list(result.tokens))]
-            self._tokens = tokens + list(result.tokens)
-
-        return self.engine._submit(tokens, GenerationParams.of(params, **kw), on_commit=commit)
-
-    def stream(self, text: str, params: GenerationParams | None = None, **kw) -> Iterator[Event]:
-        return iter(self.submit(text, params, **kw))
-
-    def send(self, text: str, params: GenerationParams | None = None, **kw) -> Result:
-        return self.submit(text, params, **kw).result()
-
-    def tokens(self) -> list[int]:
-        """The conversation's token stream after the last completed turn (what the KV cache holds)."""
-        return list(self._tokens)
+from .session import ChatSession  # noqa: E402 - re-exported: Engine.session returns one

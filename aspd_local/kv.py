@@ -53,10 +53,7 @@ class KvCache:
         self.refs: dict[int, int] = {}  # cell -> sequences holding it (forks excepted)
         self._next_cell = 0
         self._free_seqs = list(range(ctx.n_seq_max - 1, -1, -1))
-        # Set by the scheduler while one request builds its part of the next batch:
-        self.step_rows = 0  # rows other requests put into that batch already
-        self.claimed = 0  # cells claimed elsewhere: those rows, and what other requests reserved and not filled
-        self.other_rows = 0  # rows the other requests are expected to put into that batch (for draft sizing)
+        self.lanes: list[Lane] = []  # running requests' lanes, each with its reservation
 
     # -- capacity -------------------------------------------------------------
     @property
@@ -65,8 +62,13 @@ class KvCache:
 
     @property
     def free_cells(self) -> int:
-        """Cells neither held nor claimed elsewhere."""
-        return self.ctx.n_ctx - len(self.refs) - self.claimed
+        """Cells no sequence holds."""
+        return self.ctx.n_ctx - len(self.refs)
+
+    @property
+    def unclaimed(self) -> int:
+        """Free cells less what running requests have reserved and not filled yet."""
+        return self.free_cells - sum(lane.unfilled for lane in self.lanes)
 
     @property
     def free_seq_count(self) -> int:
@@ -87,13 +89,15 @@ class KvCache:
         return seq
 
     def release(self, seq: int) -> None:
-        """Forget a sequence and every cell only it held."""
+        """Forget a sequence and every cell only it held (the mirror forgets it even when llama.cpp fails)."""
         line = self.lines.pop(seq, None)
         if line is None:
             return
-        self.ctx.seq_rm(seq, -1, -1)
-        self._unref(line.cells)
-        self._free_seqs.append(seq)
+        try:
+            self.ctx.seq_rm(seq, -1, -1)
+        finally:
+            self._unref(line.cells)
+            self._free_seqs.append(seq)
 
     def copy_prefix(self, src: int, dst: int, n: int) -> None:
         """Give the empty sequence ``dst`` the first ``n`` cells of ``src`` (a clean cut: every later cell of
@@ -207,13 +211,51 @@ class Mark:
 
 class Lane:
     """One request's view of the cache: its home sequence, its forks (branches and draft paths, at most
-    ``quota`` at once), and its part of the batch being assembled."""
+    ``quota`` at once), its reservation (``reserve`` cells that no other request fills), and its part of
+    the batch being assembled."""
 
-    def __init__(self, cache: KvCache, home: int, quota: int):
-        self.cache, self.ctx, self.home, self.quota = cache, cache.ctx, home, quota
+    def __init__(self, cache: KvCache, home: int, quota: int, reserve: int = 0):
+        self.cache, self.ctx, self.home, self.quota, self.reserve = cache, cache.ctx, home, quota, reserve
         self.part = StepPart()
         self._forks: set[int] = set()
         self._drafts: dict[int, int] = {}  # draft sequence id -> the sequence it was forked from
+        cache.lanes.append(self)
+
+    @property
+    def held(self) -> int:
+        """Cells of its home sequence and forks (draft cells are temporary and not counted)."""
+        lines = self.cache.lines
+        home = lines.get(self.home)
+        return (len(home.cells) if home is not None else 0) + sum(len(lines[q].cells) for q in self._forks
+                                                                   if q in lines)
+
+    @property
+    def unfilled(self) -> int:
+        """Reserved cells not filled yet."""
+        return max(0, self.reserve - self.held)
+
+    @property
+    def seqs(self) -> set[int]:
+        """Every sequence id the lane holds."""
+        return {self.home, *self._forks, *self._drafts}
+
+    def close(self, keep_home: bool) -> None:
+        """Release every fork and draft sequence (and the home sequence unless ``keep_home``), each one
+        even when another fails, and give up the reservation; raises the first failure afterwards."""
+        first: BaseException | None = None
+        seqs = list(self._drafts) + list(self._forks) + ([] if keep_home else [self.home])
+        self._drafts.clear()
+        self._forks.clear()
+        for seq in seqs:
+            try:
+                self.cache.release(seq)
+            except BaseException as e:  # noqa: BLE001 - go on freeing the rest
+                first = first or e
+        if self in self.cache.lanes:
+            self.cache.lanes.remove(self)
+        self.reserve = 0
+        if first is not None:
+            raise first
 
     # -- the home sequence ----------------------------------------------------
     @property
@@ -235,13 +277,8 @@ class Lane:
 
     @property
     def free_cells(self) -> int:
-        """Cells this lane may still fill: free in the cache, less what its own part already claims."""
-        return self.cache.free_cells - self.part.n
-
-    @property
-    def batch_room(self) -> int:
-        """Rows this lane may still add to the batch being assembled."""
-        return self.ctx.n_batch - self.cache.step_rows - self.part.n
+        """Cells this lane may still fill: what it reserved and has not filled, and what nobody reserved."""
+        return self.unfilled + self.cache.unclaimed - self.part.n
 
     @property
     def free_seq_count(self) -> int:

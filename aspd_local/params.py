@@ -1,14 +1,32 @@
 """What a request asks for: one dataclass for mode, token budget, sampling, caps, stop strings and
 speculation. The CLI, the server and the chat page fill it and take their defaults from it; it takes the
-sampling and cap defaults from SamplingParams and Caps, the types the decoder reads them as."""
+sampling defaults from SamplingParams, the type the sampler reads them as, and defines the decoding
+``Mode`` and the ``Caps`` the decoder reads."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 
-from .decoding.hybrid import Caps, Mode
 from .sampling import LogitsProcessor, SamplingParams
+
+
+class Mode(str, enum.Enum):
+    AR = "ar"
+    SEQUENTIAL = "sequential"
+    PARALLEL = "parallel"
+
+
+@dataclass
+class Caps:
+    """Limits that end things cleanly instead of failing."""
+
+    max_tokens: int = 512  # answer tokens in all, control tokens included: a hard cap in every mode
+    max_titles: int = 8  # titles (branches) per block; capped by the request's sequence ids
+    max_title_tokens: int = 16
+    max_branch_tokens: int = 256
+
 
 SPECULATE = ("suffix", "none")
 _SAMPLING, _CAPS = SamplingParams(), Caps()
@@ -83,4 +101,4 @@ class GenerationParams:
         return base.replace(**changes) if changes else base
 
 
-__all__ = ["GenerationParams", "SPECULATE"]
+__all__ = ["Caps", "GenerationParams", "Mode", "SPECULATE"]

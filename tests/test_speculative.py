@@ -276,6 +276,7 @@ def test_global_index_persists_and_damage_is_replaced(f16_path, tmp_path, monkey
         # the earlier answer is in the global index: the drafts come from it right away
         assert again.stats.accepted_draft_tokens >= len(first.tokens) // 2
         # a cache written for another model is ignored, not used
+        e._index_saver.flush()  # (the saver's write of the answer above lands first)
         save_index(TokenIndex.from_sequences([[1, 2, 3]]), path, model_key="some-other-model")
         e.set_global_index(None)
         assert e.global_index().n_tokens == 0

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from aspd_local.decoding.speculative import DraftRequest, Speculator
+from aspd_local.planner import Claim, DraftPolicy, plan_step
+from aspd_local.step import Ask, DraftOffer, row
 from aspd_local.suffix.acceptance import FIRST_AFTER_HIT, FIRST_AFTER_MISS, AcceptanceModel, Shadow
 from aspd_local.suffix.cache import load_index, save_index
 from aspd_local.suffix.index import TokenIndex
@@ -273,12 +275,36 @@ def test_many_occurrences_match_the_reference_counts():
 # -- sizing drafts ----------------------------------------------------------------------------------
 
 
+class _Drafts:
+    """A speculator and the step plan that grants its offers (aspd_local/planner.py), as one request's
+    streams meet them in a step."""
+
+    def __init__(self, spec: Speculator, policy: DraftPolicy):
+        self.spec, self.policy = spec, policy
+
+    def plan_step(self, reqs, base_tokens, max_nodes, max_paths):
+        ask = Ask(rows=[row(1, 0, 0, True) for _ in range(base_tokens)])
+        for k, r in enumerate(reqs):
+            got = self.spec.propose(r)
+            if got is not None:
+                ask.drafts.append(DraftOffer(k, *got))
+        plan_step([Claim(ask, max_paths)], 512, 512, max_nodes, self.policy)
+        out = [None] * len(reqs)
+        for offer, tree in zip(ask.drafts, ask.trees):
+            out[offer.root] = tree
+        return out
+
+    def plan(self, context, max_nodes, max_paths, new_tokens=()):
+        return self.plan_step([DraftRequest("serial", context, max_nodes, (), new_tokens)], 1, max_nodes,
+                              max_paths)[0]
+
+
 def _speculator(seqs, cost, budget="cost", acceptance=None):
     idx = TokenIndex.from_sequences(seqs)
     prop = SuffixProposer(idx, alpha=4.0, min_token_prob=0.0)
-    spec = Speculator(prop, cost, acceptance or AcceptanceModel(), max_nodes=32, budget=budget)
+    spec = Speculator(prop, acceptance or AcceptanceModel(), max_nodes=32, budget=budget)
     spec.begin([])
-    return spec
+    return _Drafts(spec, DraftPolicy(cost if budget == "cost" else None, 1.0))
 
 
 def test_budget_follows_the_cost_curve():

@@ -69,6 +69,8 @@ class Grammar:
         else:
             serial = _ban(n_vocab, special - self.eog)
             self._by_phase = {p: serial for p in Phase}
+        # serial text where no block fits the answer's budget any more: no control token either
+        self.serial_only = _ban(n_vocab, special - self.eog)
 
     def constraint(self, phase: Phase) -> Constraint:
         return self._by_phase[phase]

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from ..decoding.costcurve import DEFAULT_SIZES, DRAFT_SIZES, plausible, predicted_ms
-from ..decoding.hybrid import Mode
+from ..params import Mode
 from ..engine import Engine
 from ..suffix.index import TokenIndex
 

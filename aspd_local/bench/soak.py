@@ -4,7 +4,10 @@ Clients (threads) send chat requests to an in-process server over the engine: ra
 ``max_tokens``, mixed modes, speculation on, streamed or not; some clients cancel mid-answer (close the
 event stream) and some give up on a non-streamed answer (their connection drops). Afterwards:
 
-- no errors besides the intended cancels and drops;
+- no errors besides the intended cancels, drops and injected faults (``fault_rate``: a request whose
+  step fails at a random token, which must end that request alone; ``refuse_rate``: a decode holding
+  several requests' rows that llama.cpp "refuses" for want of room, which the scheduler must retry
+  smaller without changing any answer);
 - ``check_cache()`` finds nothing, no sequence id or cell is held by anything but the cached lines, and
   with those cleared the cache is empty;
 - every completed greedy answer equals the answer the engine gives the same request alone.
@@ -22,10 +25,16 @@ from dataclasses import asdict, dataclass, field
 import httpx
 
 from ..engine import Engine
+from ..llama.context import KvFull
 from ..params import GenerationParams
 from ..server import BackgroundServer, create_app, model_id_of
 
 MODES = ("ar", "sequential", "parallel")
+_FAULT_SEED = 1_000_000_000  # a planned fault asks with this seed plus its index (greedy: the seed changes nothing)
+
+
+class InjectedFault(Exception):
+    """The soak's own failure inside one request's step."""
 
 
 @dataclass
@@ -34,12 +43,13 @@ class Outcome:
     prompt: str
     mode: str
     max_tokens: int
-    action: str  # "complete", "cancel" (closes the stream), "drop" (gives up on a non-streamed answer)
+    action: str  # "complete", "cancel" (closes the stream), "drop" (gives up on a non-streamed answer),
+    # "fault" (its step fails at a random token)
     stream: bool
     status: int | None = None
     text: str = ""
     finish_reason: str | None = None
-    ended: str = ""  # "completed", "cancelled", "dropped", "error"
+    ended: str = ""  # "completed", "cancelled", "dropped", "faulted", "error"
     error: str = ""
     seconds: float = 0.0
 
@@ -56,6 +66,7 @@ class SoakReport:
     leaks: list = field(default_factory=list)
     compared: int = 0
     mismatches: list = field(default_factory=list)
+    refused_decodes: int = 0  # decodes refused on purpose (refuse_rate)
 
     @property
     def ok(self) -> bool:
@@ -66,12 +77,13 @@ class SoakReport:
 
 
 def plan(n: int, prompts: list[str], seed: int, max_tokens: tuple[int, int], cancel_rate: float,
-         drop_rate: float) -> list[Outcome]:
+         drop_rate: float, fault_rate: float = 0.0) -> list[Outcome]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
         u = rng.random()
-        action = "cancel" if u < cancel_rate else ("drop" if u < cancel_rate + drop_rate else "complete")
+        action = ("cancel" if u < cancel_rate else "drop" if u < cancel_rate + drop_rate
+                  else "fault" if u < cancel_rate + drop_rate + fault_rate else "complete")
         stream = action == "cancel" or (action == "complete" and rng.random() < 0.5)
         out.append(Outcome(i, rng.choice(prompts), rng.choice(MODES), rng.randint(*max_tokens), action, stream))
     return out
@@ -80,6 +92,8 @@ def plan(n: int, prompts: list[str], seed: int, max_tokens: tuple[int, int], can
 def _send(base: str, model: str, o: Outcome, rng: random.Random) -> None:
     body = {"model": model, "messages": [{"role": "user", "content": o.prompt}], "max_tokens": o.max_tokens,
             "temperature": 0, "aspd_mode": o.mode, "speculate": True, "stream": o.stream}
+    if o.action == "fault":
+        body["seed"] = _FAULT_SEED + o.index
     url = base + "/v1/chat/completions"
     t0 = time.perf_counter()
     try:
@@ -128,9 +142,55 @@ def _send(base: str, model: str, o: Outcome, rng: random.Random) -> None:
 
 def run_soak(engine: Engine, prompts: list[str], *, requests: int = 500, concurrency: int = 8, seed: int = 0,
              max_tokens: tuple[int, int] = (8, 96), cancel_rate: float = 0.1, drop_rate: float = 0.1,
-             compare: bool = True, progress: Callable[[str], None] | None = None) -> SoakReport:
-    outcomes = plan(requests, prompts, seed, max_tokens, cancel_rate, drop_rate)
+             fault_rate: float = 0.0, refuse_rate: float = 0.0, compare: bool = True,
+             progress: Callable[[str], None] | None = None) -> SoakReport:
+    outcomes = plan(requests, prompts, seed, max_tokens, cancel_rate, drop_rate, fault_rate)
     app = create_app(engine, defaults=GenerationParams(speculate="suffix"))
+    with _Faults(engine, seed, refuse_rate) as faults:
+        rep = _drive(engine, app, outcomes, requests, concurrency, seed, progress)
+    rep.refused_decodes = faults.refused
+    return _check(engine, rep, outcomes, compare, progress)
+
+
+class _Faults:
+    """Injects the soak's faults into ``engine`` while it runs: a raising logits processor for the
+    requests planned to fault, and refused decodes (llama.cpp's "no room") for a share of the steps that
+    hold more than one request's rows."""
+
+    def __init__(self, engine: Engine, seed: int, refuse_rate: float):
+        self.e, self.rng, self.rate, self.refused = engine, random.Random(seed + 7), refuse_rate, 0
+
+    def __enter__(self):
+        e = self.e
+        self.submit, self.decode = e.submit, e.ctx.decode
+
+        def submit(prompt, params=None, **kw):
+            p = GenerationParams.of(params, **kw)
+            if p.seed is not None and p.seed >= _FAULT_SEED:
+                at = random.Random(p.seed).randint(1, 12)
+
+                def fail(info, logits):
+                    if len(info.tokens) >= at:
+                        raise InjectedFault(f"injected fault at token {at}")
+
+                p = p.replace(processors=p.processors + (fail,))
+            return self.submit(prompt, p)
+
+        def decode(batch=None):
+            if self.rate and sum(1 for lane in e.cache.lanes if lane.part.n) > 1 and self.rng.random() < self.rate:
+                self.refused += 1
+                raise KvFull()
+            return self.decode(batch)
+
+        e.submit, e.ctx.decode = submit, decode
+        return self
+
+    def __exit__(self, *exc):
+        del self.e.submit, self.e.ctx.decode
+
+
+def _drive(engine: Engine, app, outcomes: list[Outcome], requests: int, concurrency: int, seed: int,
+           progress) -> SoakReport:
     model = model_id_of(engine)
     todo = list(outcomes)
     lock = threading.Lock()
@@ -160,8 +220,13 @@ def run_soak(engine: Engine, prompts: list[str], *, requests: int = 500, concurr
         deadline = time.monotonic() + 120
         while engine.scheduler.busy and time.monotonic() < deadline:  # cancels of dropped clients land
             time.sleep(0.05)
-    rep = SoakReport(requests, concurrency, engine.config.n_slots, time.perf_counter() - t0)
+    return SoakReport(requests, concurrency, engine.config.n_slots, time.perf_counter() - t0)
+
+
+def _check(engine: Engine, rep: SoakReport, outcomes: list[Outcome], compare: bool, progress) -> SoakReport:
     for o in outcomes:
+        if o.action == "fault" and o.ended == "error" and "injected fault" in o.error:
+            o.ended = "faulted"
         rep.counts[o.ended] = rep.counts.get(o.ended, 0) + 1
         if o.ended == "error" or (o.ended != "completed" and o.action == "complete"):
             rep.errors.append(asdict(o))

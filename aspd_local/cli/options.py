@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..decoding.hybrid import Mode
+from ..params import Mode
 from ..engine import EngineConfig
 from ..errors import AspdLocalError
 from ..params import SPECULATE, GenerationParams

@@ -4,11 +4,14 @@ parallel step), and what a run's mix of batch sizes should cost by that curve.""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
 from ..kv import KvCache
 from ..llama.context import Context
+
+log = logging.getLogger("aspd_local")
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16)
 DRAFT_SIZES = (1, 2, 4, 8, 16, 32)  # speculation verifies up to 32 draft nodes with a root
@@ -81,16 +84,60 @@ def plausible(curve: dict[int, float], slack: float = 1.25) -> bool:
     return bool(one) and all(c <= slack * b * one for b, c in curve.items())
 
 
-def cached_cost_curve(ctx: Context, cache: KvCache, cache_file: str) -> dict[int, float]:
-    """The cost curve for this model and thread count, measured once and kept in ``cache_file``
-    (a damaged file is measured again)."""
+CACHE_FORMAT = 1
+CACHE_MAX_AGE_S = 7 * 24 * 3600  # a curve older than this is measured again (llama.cpp, drivers, load change)
+
+
+def curve_cache_key(model_path: str, n_threads: int, n_gpu_layers: int) -> dict:
+    """What a cached curve is valid for: the model file (name, size, modification time), the thread
+    count, the GPU layers, and the machine (host name, architecture, CPU count, llama.cpp bindings'
+    version). Stored inside the cache file and compared field by field when it is read."""
+    import platform
+
+    import llama_cpp
+
+    st = os.stat(model_path)
+    return {"model": os.path.basename(model_path), "model_size": int(st.st_size), "model_mtime": int(st.st_mtime),
+            "n_threads": int(n_threads), "n_gpu_layers": int(n_gpu_layers), "node": platform.node(),
+            "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "llama_cpp": str(getattr(llama_cpp, "__version__", "unknown"))}
+
+
+def curve_cache_file(folder: str, key: dict) -> str:
+    """Where the curve for ``key`` is kept: one file per model, thread count and GPU layers (the machine
+    fields are checked inside it; a file written elsewhere is measured again and replaced)."""
+    return os.path.join(folder, f"{key['model']}-{key['model_size']}-{key['model_mtime']}"
+                                f"-t{key['n_threads']}-g{key['n_gpu_layers']}.json")
+
+
+def read_cached_curve(cache_file: str, key: dict, max_age_s: float = CACHE_MAX_AGE_S,
+                      now: float | None = None) -> dict[int, float] | None:
+    """The curve kept in ``cache_file`` if it is sound, was written for ``key`` and is not older than
+    ``max_age_s``; else None (missing, damaged, foreign or stale: measure again)."""
     try:
         with open(cache_file) as fh:
-            curve = {int(k): float(v) for k, v in json.load(fh).items()}
+            data = json.load(fh)
+        if data.get("format") != CACHE_FORMAT or data.get("key") != key:
+            return None
+        age = (time.time() if now is None else now) - float(data["measured_at"])
+        if not -86400 <= age <= max_age_s:  # too old, or written by a clock far ahead of this one
+            return None
+        curve = {int(k): float(v) for k, v in data["curve"].items()}
         if len(curve) >= 2 and all(v > 0 for v in curve.values()) and curve == monotone(curve) and plausible(curve):
             return curve
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
         pass
+    return None
+
+
+def load_or_measure(ctx: Context, cache: KvCache, cache_file: str, key: dict,
+                    max_age_s: float = CACHE_MAX_AGE_S) -> dict[int, float]:
+    """The cost curve for ``key``: read from ``cache_file`` when it holds a sound, fresh curve measured
+    for the same key, else measured now (``DRAFT_SIZES``) and written there with the key and the time.
+    Measuring decodes: call it on the scheduler's thread, between two steps."""
+    curve = read_cached_curve(cache_file, key, max_age_s)
+    if curve is not None:
+        return curve
     for _ in range(3):
         curve = measure_cost_curve(ctx, cache, DRAFT_SIZES)
         if plausible(curve):
@@ -99,9 +146,13 @@ def cached_cost_curve(ctx: Context, cache: KvCache, cache_file: str) -> dict[int
         # b tokens in one call never cost more than b calls of one token on an idle machine: this was
         # measured under heavy load. Use it now, measure again next time.
         return curve
-    os.makedirs(os.path.dirname(cache_file), exist_ok=True)
-    tmp = cache_file + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump({str(k): v for k, v in curve.items()}, fh)
-    os.replace(tmp, cache_file)
+    try:
+        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+        tmp = f"{cache_file}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"format": CACHE_FORMAT, "key": key, "measured_at": time.time(),
+                       "curve": {str(k): v for k, v in curve.items()}}, fh)
+        os.replace(tmp, cache_file)
+    except OSError as e:
+        log.warning("could not save the cost curve to %s: %s", cache_file, e)
     return curve

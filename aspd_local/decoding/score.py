@@ -12,9 +12,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from ..aspd.tokens import AspdTokens
-from ..errors import ContextOverflowError
 from ..kv import Lane
-from .hybrid import Step, decode
+from ..step import Ask, row
 from .prefill import prefill
 
 
@@ -25,8 +24,8 @@ def log_softmax_at(logits: np.ndarray, token: int) -> float:
     return float(x[token] - (m + np.log(np.exp(x - m).sum())))
 
 
-def score_after(lane: Lane, aspd: AspdTokens | None, prefix: Sequence[int], continuation: Sequence[int],
-                chunk: int = 512) -> Iterator[Step]:
+def score_after(lane: Lane, aspd: AspdTokens | None, prefix: Sequence[int],
+                continuation: Sequence[int]) -> Iterator[Ask]:
     """Per-token log-probabilities of ``continuation`` after the lane's tokens plus ``prefix`` (a step
     function, like the decoder). Afterwards the lane holds the prefix; the continuation is removed.
 
@@ -40,21 +39,15 @@ def score_after(lane: Lane, aspd: AspdTokens | None, prefix: Sequence[int], cont
         raise ValueError("scoring needs at least one prefix token after the cached ones")
     if aspd is not None and set(continuation) & set(aspd.ids):
         raise ValueError("the continuation to score holds ASPD control tokens; score serial text only")
-    if len(prefix) + len(continuation) > lane.free_cells:
-        raise ContextOverflowError(
-            f"scoring needs {len(lane.tokens) + len(prefix) + len(continuation)} tokens of context but only "
-            f"{len(lane.tokens) + lane.free_cells} are free; raise n_ctx")
-    row = yield from prefill(lane, prefix, aspd, chunk)
+    at = yield from prefill(lane, prefix, aspd)
     after_prefix = lane.mark()
-    out: list[float] = [log_softmax_at(lane.logits(row), continuation[0])]
-    todo = continuation[:-1]  # the last token's own logits are not needed
-    for a in range(0, len(todo), chunk):
-        part = todo[a:a + chunk]
-        pos0 = lane.next_pos
-        for i, t in enumerate(part):
-            lane.part.add(t, pos0 + i, lane.home, True)
-        yield from decode(lane)
-        for i in range(len(part)):
-            out.append(log_softmax_at(lane.logits(i), continuation[a + i + 1]))
+    out: list[float] = [log_softmax_at(lane.logits(at), continuation[0])]
+    pos0 = lane.next_pos
+    todo = [row(t, pos0 + i, lane.home, True) for i, t in enumerate(continuation[:-1])]  # (the last one's
+    while len(out) < len(continuation):                                                  # logits are not needed)
+        ask = Ask(prefill=todo[len(out) - 1:])
+        yield ask
+        for i in range(ask.n_prefill):
+            out.append(log_softmax_at(lane.logits(ask.prefill_at + i), continuation[len(out)]))
     lane.rollback(after_prefix)
     return out

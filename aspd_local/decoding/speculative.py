@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from ..kv import Lane
+from ..step import Row
 from ..suffix.acceptance import FIRST_AFTER_HIT, FIRST_AFTER_MISS, FIRST_NONE, AcceptanceModel, Shadow
 from ..suffix.index import TokenIndex
 from ..suffix.proposer import DraftTree
@@ -32,8 +33,10 @@ class PendingDraft:
     base: int  # position of the root
 
 
-def add_root_and_draft(lane: Lane, root: int, base: int, seq: int, tree: DraftTree) -> PendingDraft:
-    """Add the root token (in ``seq``) and its draft tree to the lane's part of the next decode."""
+def add_root_and_draft(lane: Lane, root: Row, tree: DraftTree) -> PendingDraft:
+    """Add the root row and its draft tree to the lane's part of the next decode (the root row in its own
+    sequence and in every leaf path's)."""
+    seq, base = root.seqs[0], root.pos
     leaves = tree.leaves()
     seqs = lane.open_draft(len(leaves), seq)
     node_seqs: list[list[int]] = [[] for _ in range(len(tree))]
@@ -41,7 +44,7 @@ def add_root_and_draft(lane: Lane, root: int, base: int, seq: int, tree: DraftTr
         for node in tree.path(leaf):
             node_seqs[node].append(s)
     part = lane.part
-    root_row = part.add(root, base, [seq, *seqs], True)
+    root_row = part.add(root.token, base, [*root.seqs, *seqs], True)
     rows = [part.add(tree.tokens[i], base + tree.depths[i], node_seqs[i], True) for i in range(len(tree))]
     return PendingDraft(tree, seqs, node_seqs, root_row, rows, base)
 
@@ -75,12 +78,6 @@ def settle(lane: Lane, d: PendingDraft, accepted: list[int]) -> None:
     lane.close_draft(d.seqs, keep, [d.base + d.tree.depths[i] for i in accepted])
 
 
-def _leaf_count(tree: DraftTree, nodes: list[int]) -> int:
-    """Leaves of the subtree made of ``nodes`` (original indices)."""
-    parents = {tree.parents[i] for i in nodes}
-    return sum(1 for i in nodes if i not in parents)
-
-
 @dataclass
 class DraftRequest:
     """One stream's wish to speculate in the coming decode."""
@@ -93,21 +90,20 @@ class DraftRequest:
 
 
 class Speculator:
-    """Suffix speculation for one request: the proposer, and the draft sizes the cost curve pays for.
+    """Suffix speculation for one request: proposes a draft tree for a stream's next step, estimates what
+    each node is worth, and follows every proposal along the stream's actual tokens (``Shadow``), which
+    is how the acceptance model learns. Which nodes are verified is the step plan's choice
+    (``aspd_local/planner.py``): it ranks every request's offers against the whole decode.
 
-    ``budget``: "cost" sizes the drafts of a step to maximise expected tokens per ms by the machine's
-    cost curve and the acceptance model; "all" verifies every proposed node (the paper's rule, right
-    where a bigger batch costs almost nothing). Either way every proposal is followed along the
-    stream's actual tokens (``Shadow``), which is how the acceptance model learns.
+    ``budget``: "cost" estimates nodes by the acceptance model; "all" by the proposer's own
+    probabilities (every node is verified then).
     """
 
-    def __init__(self, proposer, cost_ms: Callable[[int], float], acceptance: AcceptanceModel | None = None,
-                 max_nodes: int = 32, budget: str = "cost", min_gain: float = 1.0):
+    def __init__(self, proposer, acceptance: AcceptanceModel | None = None, max_nodes: int = 32,
+                 budget: str = "cost"):
         if budget not in ("cost", "all"):
             raise ValueError(f"budget must be 'cost' or 'all', got {budget!r}")
-        self.min_gain = min_gain  # a draft must promise this many times the plain step's tokens per ms
         self.proposer = proposer
-        self.cost_ms = cost_ms  # ms for one decode of n tokens on this machine
         self.acceptance = acceptance or AcceptanceModel()
         self.max_nodes = max_nodes
         self.budget = budget
@@ -143,55 +139,19 @@ class Speculator:
             alive = still
         self._shadows[key] = alive or []
 
-    def plan(self, context: list[int], max_nodes: int, max_paths: int,
-             new_tokens: Sequence[int] = ()) -> DraftTree | None:
-        """Serial text: the draft to verify with the next token, or None when plain decoding is faster."""
-        return self.plan_step([DraftRequest("serial", context, max_nodes, (), new_tokens)], 1, max_nodes, max_paths)[0]
-
-    def plan_step(self, requests: list[DraftRequest], base_tokens: int, max_nodes: int,
-                  max_paths: int, other_rows: int = 0) -> list[DraftTree | None]:
-        """Drafts for one decode of ``base_tokens`` tokens (the streams' next tokens): at most
-        ``max_nodes`` draft nodes and ``max_paths`` leaf paths in all. ``other_rows``: rows other requests
-        put into the same decode; a draft is sized by the marginal cost of its nodes on top of them."""
-        out: list[DraftTree | None] = [None] * len(requests)
-        trees: list[DraftTree | None] = []
-        cands = []  # (-expected, request, node)
-        for r, req in enumerate(requests):
-            self._advance(req.key, req.new_tokens)
-            stage = self._stage(req.key)
-            tree = self.proposer.propose(req.context, self.max_nodes, req.extra)
-            trees.append(tree)
-            if tree is None:
-                continue
-            self._shadows.setdefault(req.key, []).append(Shadow(tree, stage))
-            est = tree.probs if self.budget == "all" else self.acceptance.expected(tree, stage)
-            cands.extend((-e, r, i) for i, e in enumerate(est) if tree.depths[i] <= req.room)
-        max_nodes = min(max_nodes, self.max_nodes * max(1, len(requests)))
-        if not cands or max_nodes <= 0 or max_paths <= 0:
-            return out
-        cands.sort()  # most likely first; a parent never ranks below its child (ties: expansion order)
-        if self.budget == "all":
-            take = min(len(cands), max_nodes)
-        else:
-            # tokens out of the whole decode per ms, the other requests' rows counted as one token each
-            base = base_tokens + other_rows
-            # (by a margin: the curve and the acceptance model are estimates, the proposer's time is not in
-            # the curve, and a draft that only breaks even costs more than it brings)
-            take, best_rate, gain = 0, self.min_gain * base / self.cost_ms(base), float(base)
-            for k, (neg_e, _, _) in enumerate(cands[:max_nodes], 1):
-                gain -= neg_e
-                rate = gain / self.cost_ms(base + k)
-                if rate > best_rate:
-                    take, best_rate = k, rate
-        chosen: list[list[int]] = [[] for _ in requests]
-        for _, r, i in cands[:take]:
-            chosen[r].append(i)
-        # at most max_paths leaf paths in all: give up the least likely nodes first
-        order = [(r, i) for _, r, i in cands[:take]]
-        while order and sum(_leaf_count(trees[r], chosen[r]) for r in range(len(requests)) if chosen[r]) > max_paths:
-            r, i = order.pop()
-            chosen[r].remove(i)
-        for r, nodes in enumerate(chosen):
-            if nodes:
-                out[r] = trees[r].subset(sorted(nodes))
-        return out
+    def propose(self, req: DraftRequest) -> tuple[DraftTree, list[float]] | None:
+        """The draft a stream offers for its next step and each node's expected tokens (nodes deeper than
+        ``req.room`` are left out), or None when nothing matches."""
+        self._advance(req.key, req.new_tokens)
+        stage = self._stage(req.key)
+        tree = self.proposer.propose(req.context, self.max_nodes, req.extra)
+        if tree is None:
+            return None
+        self._shadows.setdefault(req.key, []).append(Shadow(tree, stage))
+        keep = [i for i in range(len(tree)) if tree.depths[i] <= req.room]
+        if not keep:
+            return None
+        est = tree.probs if self.budget == "all" else self.acceptance.expected(tree, stage)
+        if len(keep) < len(tree):
+            tree, est = tree.subset(keep), [est[i] for i in keep]
+        return tree, list(est)

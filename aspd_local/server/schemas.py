@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..decoding.hybrid import Mode
+from ..params import Mode
 from ..params import GenerationParams
 from .errors import ApiError
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..chat import Message
 from ..engine import Engine
 from ..events import Done, Event
-from ..scheduler import Request
+from ..request import Request
 
 log = logging.getLogger("aspd_local")
 
