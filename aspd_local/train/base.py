@@ -3,12 +3,11 @@ a Hugging Face directory by the converter's ``hf_dir_from_gguf``)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from ..errors import AspdLocalError
-from ..models import cache_dir
+from ..store import cache_dir, cached_sha256, sha256_of
 
 
 class TrainError(AspdLocalError):
@@ -16,11 +15,8 @@ class TrainError(AspdLocalError):
 
 
 def file_sha256(path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    """The sha256 of a file (``aspd_local.store.sha256_of``)."""
+    return sha256_of(path, chunk)
 
 
 def float_model_dir(gguf_path, root=None, progress: bool = True) -> Path:
@@ -40,17 +36,8 @@ def float_model_dir(gguf_path, root=None, progress: bool = True) -> Path:
 
 
 def _cached_checksum(path: Path) -> str:
-    """sha256 of a large file, remembered next to the cache by size and mtime."""
-    st = path.stat()
-    memo = cache_dir() / "hf" / "checksums" / f"{path.name}-{st.st_size}-{int(st.st_mtime)}.sha256"
-    if memo.exists():
-        return memo.read_text().strip()
-    digest = file_sha256(path)
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo.with_suffix(".partial")
-    tmp.write_text(digest)
-    os.replace(tmp, memo)
-    return digest
+    """sha256 of a large file, remembered next to the cache by size and mtime (``aspd_local.store.cached_sha256``)."""
+    return cached_sha256(path, cache_dir() / "hf" / "checksums")
 
 
 def load_float_model(hf_dir, dtype=None, attn: str = "sdpa"):
