@@ -8,34 +8,26 @@ The CLI, the UI and the server are thin clients of this module.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .aspd.tokens import ROLES, AspdTokens
 from .chat import ChatFormat, Message
-from .decoding.costcurve import cost_of, curve_cache_file, curve_cache_key, load_or_measure, measure_cost_curve
 from .decoding.hybrid import HybridDecoder
 from .decoding.prefill import prefill
-from .decoding.speculative import Speculator
 from .errors import ContextOverflowError
 from .events import Event, Result, Stats
 from .kv import KvCache, Lane
 from .llama import logs
 from .llama.context import Context, ContextParams
 from .llama.model import Model, ModelParams
-from .models import cache_dir
 from .params import GenerationParams, Mode
-from .planner import DraftPolicy
 from .request import Job, Request
 from .scheduler import Scheduler
 from .step import Ask, Cancelled, ContextFull
-from .suffix.acceptance import AcceptanceModel
-from .suffix.cache import load_index
+from .speculation import Speculation
 from .suffix.index import TokenIndex
-from .suffix.proposer import SuffixProposer
-from .suffix.saver import IndexSaver
 
 log = logging.getLogger("aspd_local")
 
@@ -99,13 +91,10 @@ class Engine:
         self.cache = KvCache(self.ctx)
         self.chat_format = ChatFormat(self.model, chat_template)
         self.notice = None
-        self._cost_curve: dict[int, float] | None = None
-        self._global_index: TokenIndex | None = None
-        self._acceptance = AcceptanceModel()
         self.scheduler = Scheduler(self.ctx, self.cache, n_slots=cfg.n_slots, seq_quota=self._seq_quota,
                                    max_queue=cfg.max_queue, max_cached=cfg.max_cached,
                                    step_tokens=min(cfg.step_tokens, self.ctx.n_batch))
-        self._index_saver: IndexSaver | None = None  # writes the global index in the background
+        self._spec = Speculation(cfg, self.ctx, self.cache, self.scheduler)
         if cfg.speculate == "suffix" and cfg.suffix_budget == "cost":
             # drafts are sized by the cost curve: have it (from disk, or measured on the scheduler's
             # thread) before the first request, not inside its first step; other engines get it lazily
@@ -171,7 +160,7 @@ class Engine:
         budget = p.max_tokens  # a hard cap: every answer token counts, control tokens included
         if (self.config.speculate if p.speculate is None else p.speculate) == "suffix":
             # (the cost curve comes from disk or is measured here, between two steps, never inside one)
-            self.scheduler.drafts = self._draft_policy()
+            self.scheduler.drafts = self._spec.draft_policy()
         run = lambda lane, reused, cancelled: self._generation(lane, reused, cancelled, tokens, p, on_commit)  # noqa: E731
         unstarted = lambda: Result("", [], "cancelled", p.mode, [], Stats(prompt_tokens=len(tokens)))  # noqa: E731
         return self.scheduler.submit(Job(tokens, budget, run, "all" if p.keep else "prompt", unstarted))
@@ -193,7 +182,7 @@ class Engine:
         """The step function of one answer: prefill what the cache lacks, then decode."""
         t0 = time.perf_counter()
         speculate = self.config.speculate if p.speculate is None else p.speculate
-        speculator = self._speculator(tokens) if speculate == "suffix" else None
+        speculator = self._spec.speculator(tokens) if speculate == "suffix" else None
         t_spec = time.perf_counter() - t0  # indexing the prompt
         dec = HybridDecoder(self.model, lane, self.aspd, Mode(p.mode), p.sampling(), p.caps(), p.processors,
                             is_cancelled, p.record_margins, speculator, p.stop)
@@ -214,92 +203,44 @@ class Engine:
         result = dec.result()
         if completed:
             if speculator is not None:
-                self._remember(result.tokens)
+                self._spec.remember(result.tokens)
             if on_commit is not None:
                 on_commit(result)
         return result
 
-    # -- speculation ----------------------------------------------------------
-    def _model_key(self) -> str:
-        st = os.stat(self.model.path)
-        name = os.path.basename(self.model.path)
-        return f"{name}-{st.st_size}-{int(st.st_mtime)}"
-
+    # -- speculation (aspd_local/speculation.py) -------------------------------
     def cost_curve(self) -> dict[int, float]:
-        """ms per decode by batch size on this machine: read from the cache file for this model, thread count,
-        GPU layers and machine, or measured (and cached) when there is none or it is stale
-        (``costcurve.load_or_measure``), on the scheduler's thread between two steps. An engine that
-        speculates by default gets it at load; others on first use."""
-        if self._cost_curve is None:
-            key = curve_cache_key(self.model.path, self.ctx.n_threads, self.model.n_gpu_layers)
-            path = curve_cache_file(os.path.join(cache_dir(), "costcurve"), key)
-            self._cost_curve = self.scheduler.call(lambda: load_or_measure(self.ctx, self.cache, path, key))
-        return self._cost_curve
+        """ms per decode by batch size on this machine: from the cache file for this model, threads, GPU
+        layers and machine, or measured (and cached) on the scheduler's thread between two steps."""
+        return self._spec.cost_curve()
 
     def measure_cost_curve(self, sizes) -> dict[int, float]:
         """Measure ms per decode by batch size now (between two steps; nothing cached)."""
-        return self.scheduler.call(lambda: measure_cost_curve(self.ctx, self.cache, sizes))
+        return self._spec.measure(sizes)
 
     def use_cost_curve(self, curve: dict[int, float]) -> None:
         """Size drafts by ``curve`` (ms per decode by batch size) instead of the cached measurement."""
-        self._cost_curve = dict(curve)
-
-    def _global_index_path(self) -> str:
-        return os.path.join(cache_dir(), "suffix", f"{self._model_key()}.npz")
+        self._spec.curve = dict(curve)
 
     def global_index(self) -> TokenIndex:
         """The index over earlier outputs (loaded from disk on first use when ``suffix_cache`` is on)."""
-        if self._global_index is None:
-            cfg = self.config
-            self._global_index = (load_index(self._global_index_path(), cfg.suffix_max_depth,
-                                             model_key=self._model_key(), n_vocab=self.model.n_vocab,
-                                             max_tokens=cfg.suffix_cache_tokens)
-                                  if cfg.suffix_cache else TokenIndex(cfg.suffix_max_depth))
-        return self._global_index
+        return self._spec.global_index()
 
     def set_global_index(self, index: TokenIndex | None) -> TokenIndex | None:
         """Use ``index`` as the global index from now on (None: load or start one on next use); returns
         the one in use before. Benchmarks give each mode its own."""
-        old, self._global_index = self._global_index, index
+        old, self._spec.index = self._spec.index, index
         return old
 
-    def _draft_policy(self) -> DraftPolicy:
-        """How the step plan grants draft nodes: by this machine's cost curve, or every node ("all")."""
-        cfg = self.config
-        if cfg.suffix_budget == "all":
-            return DraftPolicy(None, cfg.suffix_min_gain)
-        if cfg.suffix_budget != "cost":
-            raise ValueError(f"suffix_budget must be 'cost' or 'all', got {cfg.suffix_budget!r}")
-        curve = self.cost_curve()
-        return DraftPolicy(lambda n: cost_of(curve, n), cfg.suffix_min_gain)
+    @property
+    def _index_saver(self):
+        return self._spec.saver
 
-    def _speculator(self, prompt: list[int]) -> Speculator:
-        cfg = self.config
-        proposer = SuffixProposer(self.global_index(), cfg.suffix_alpha, cfg.suffix_min_token_prob,
-                                  cfg.suffix_max_depth)
-        spec = Speculator(proposer, self._acceptance, cfg.suffix_max_draft, cfg.suffix_budget)
-        spec.begin(prompt)
-        return spec
+    def _global_index_path(self) -> str:
+        return self._spec.index_path()
 
-    def _remember(self, answer: list[int]) -> None:
-        """Add an answer to the global index, keep it bounded, and have it saved (runs on the scheduler's
-        thread: the index is copied here, and written by the saver's thread)."""
-        if not answer:
-            return
-        cfg = self.config
-        index = self.global_index()
-        index.add_sequence(answer)
-        if index.n_tokens > cfg.suffix_cache_tokens:
-            # evict down to 90% of the bound, so the rebuild happens once per many requests, not every one
-            index.evict(max_tokens=int(cfg.suffix_cache_tokens * 0.9))
-        if cfg.suffix_cache:
-            path, key = self._global_index_path(), self._model_key()
-            saver = self._index_saver
-            if saver is None or (saver.path, saver.model_key) != (path, key):
-                if saver is not None:
-                    saver.close()  # (the cache folder or the model file changed: rare)
-                saver = self._index_saver = IndexSaver(path, key)
-            saver.request_save(index)
+    def _model_key(self) -> str:
+        return self._spec.model_key()
 
     # -- chat -----------------------------------------------------------------
     def session(self, system: str | None = None, history: Iterable[Mapping | Message] = ()) -> "ChatSession":
@@ -330,8 +271,7 @@ class Engine:
         if self.ctx._ptr is None:
             return
         self.scheduler.close()
-        if self._index_saver is not None:  # the last answers reach the disk before the engine is gone
-            self._index_saver.close()
+        self._spec.close()  # the last answers reach the disk before the engine is gone
         self.ctx.close()
         self.model.close()
 

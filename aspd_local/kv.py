@@ -7,14 +7,10 @@ stream order, each with its token and position) and counts the sequences that ho
 number of free cells is exact even when sequences share cells (forked branches, draft trees, prefixes
 copied from cached conversations).
 
-A request sees the cache through a :class:`Lane`: its home sequence (prompt, answer, joined blocks: the
-conversation in stream order), the sequences it forks for branches and draft trees (at most ``quota`` of
-them at once), and its part of the next decode's batch.
+A request sees the cache through a :class:`Lane` (its home sequence, forks, reservation and batch part).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from .llama.batch import StepPart
 from .llama.context import Context
@@ -202,13 +198,6 @@ def safe_prefix(positions: list[int], n: int) -> int:
     return best
 
 
-@dataclass(frozen=True)
-class Mark:
-    """A point in a lane's home sequence to roll back to."""
-
-    n_tokens: int
-
-
 class Lane:
     """One request's view of the cache: its home sequence, its forks (branches and draft paths, at most
     ``quota`` at once), its reservation (``reserve`` cells that no other request fills), and its part of
@@ -236,16 +225,14 @@ class Lane:
 
     @property
     def seqs(self) -> set[int]:
-        """Every sequence id the lane holds."""
         return {self.home, *self._forks, *self._drafts}
 
     def close(self, keep_home: bool) -> None:
         """Release every fork and draft sequence (and the home sequence unless ``keep_home``), each one
         even when another fails, and give up the reservation; raises the first failure afterwards."""
         first: BaseException | None = None
-        seqs = list(self._drafts) + list(self._forks) + ([] if keep_home else [self.home])
-        self._drafts.clear()
-        self._forks.clear()
+        seqs = [*self._drafts, *self._forks] + ([] if keep_home else [self.home])
+        self._drafts, self._forks = {}, set()
         for seq in seqs:
             try:
                 self.cache.release(seq)
@@ -284,15 +271,11 @@ class Lane:
     def free_seq_count(self) -> int:
         return max(0, min(self.quota - len(self._forks) - len(self._drafts), self.cache.free_seq_count))
 
-    def mark(self) -> Mark:
-        return Mark(len(self.tokens))
-
     def safe_prefix(self, n: int) -> int:
         return safe_prefix(self.positions, n)
 
-    def rollback(self, mark: Mark | int) -> None:
-        """Drop every fork and every token of the home sequence after ``mark``."""
-        n = mark.n_tokens if isinstance(mark, Mark) else int(mark)
+    def rollback(self, n: int) -> None:
+        """Drop every fork and every token of the home sequence after its first ``n``."""
         self.drop_drafts()
         for seq in list(self._forks):
             self.drop(seq)
@@ -318,7 +301,8 @@ class Lane:
             if seq == self.home:
                 continue
             src = self.cache.lines[seq]
-            self.cache.take(seq, self.home, min(src.positions), max(src.positions) + 1)
+            if src.positions:  # (a branch cut before its first token has nothing to give)
+                self.cache.take(seq, self.home, min(src.positions), max(src.positions) + 1)
             self.drop(seq)
 
     def drop(self, seq: int) -> None:

@@ -25,10 +25,13 @@ class DraftPolicy:
     """How draft nodes are granted: ``cost_ms(n)`` (ms for one decode of n rows) ranks them against the
     step's cost; None grants every offered node that fits (the paper's rule, right where a bigger batch
     costs almost nothing). ``min_gain``: a draft must promise this many times the plain step's tokens per
-    ms (the curve and the acceptance model are estimates, and proposing takes time the curve omits)."""
+    ms (the curve and the acceptance model are estimates, and proposing takes time the curve omits).
+    ``max_rows``: drafts fill a step only up to the largest decode the curve was measured at (past it, the
+    curve's straight-line extension is a guess, and a guess that is too low makes huge steps)."""
 
     cost_ms: Callable[[int], float] | None = None
     min_gain: float = 1.3
+    max_rows: int | None = None  # the largest decode the curve was measured at: a step's drafts stay within it
 
 
 @dataclass
@@ -71,8 +74,10 @@ def _grant_drafts(placed: list[Claim], base: int, room: int, policy: DraftPolicy
             cands.extend((-e, ci, oi, i) for i, e in enumerate(offer.expected))
     if not cands or room <= 0 or base <= 0:
         return
+    if policy.max_rows is not None:
+        room = min(room, policy.max_rows - base)
     cands.sort()  # most likely first; a parent never ranks below its child (ties: expansion order)
-    cands = cands[:room]
+    cands = cands[:max(0, room)]
     if policy.cost_ms is None:
         take = len(cands)
     else:

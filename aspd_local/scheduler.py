@@ -10,12 +10,9 @@ then prompt chunks cut to the token budget, then the drafts the cost curve pays 
 decode once (``batching.py``: a decode llama.cpp refuses is retried smaller before any request ends),
 record the new cells, and resume each request to read its rows and ask again.
 
-Finished conversations stay in the cache as cached lines (their sequence ids and cells), so a request
-whose prompt starts with one (the next chat turn, a repeated system prompt) decodes only the rest.
-Cached lines are evicted least recently used first, when cells or sequence ids are needed.
-
-A fault is pinned to its request: an error while admitting, stepping, filling or releasing one request
-ends that request alone, with every sequence id and cell it held freed; the others go on.
+Finished conversations stay cached for prefix reuse (``prefix_cache.py``). A fault is pinned to its
+request: an error while admitting, stepping, filling or releasing one request ends that request alone,
+with every sequence id and cell it held freed; the others go on.
 """
 
 from __future__ import annotations
@@ -105,12 +102,12 @@ class Scheduler:
             raise value
         return value
 
-    def cancel_all(self) -> None:
+    def cancel_all(self, close: bool = False) -> None:
+        """Cancel every waiting and running request (``close``: and take no more)."""
         with self._cv:
-            for r in self._waiting:
+            self._closed = self._closed or close
+            for r in self._waiting + [s.request for s in self._active]:
                 r.cancel()
-            for s in self._active:
-                s.request.cancel()
             self._cv.notify()
 
     @property
@@ -141,13 +138,7 @@ class Scheduler:
         self.call(clear)
 
     def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            for r in self._waiting:
-                r.cancel()
-            for s in self._active:
-                s.request.cancel()
-            self._cv.notify()
+        self.cancel_all(close=True)
         if threading.current_thread() is not self._thread:
             self._thread.join()
 

@@ -45,9 +45,9 @@ def main() -> int:
     ap.add_argument("new")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", dest="json_out", default=None)
-    ap.add_argument("rest", nargs=argparse.REMAINDER, help="-- then engine_concurrency.py's arguments")
-    a = ap.parse_args()
-    rest = a.rest[1:] if a.rest[:1] == ["--"] else a.rest
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    a, rest = ap.parse_args(argv[:cut]), argv[cut + 1:]  # after "--": engine_concurrency.py's arguments
     tmp = tempfile.mkdtemp(prefix="ab-")
     made = []
     try:

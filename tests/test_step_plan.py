@@ -103,3 +103,14 @@ def test_two_branches_share_the_paths_of_their_request():
     a.drafts[1].root = 1
     plan_step([Claim(a, 1)], 512, 256, 64, NONE)
     assert _granted(a) == [3, 0]  # one leaf path: the likelier branch keeps its draft
+
+
+def test_drafts_stay_within_the_largest_decode_the_curve_knows():
+    """Past the curve's last measured size its straight-line extension is a guess: a step's drafts stop at
+    that size, however many requests offer nodes."""
+    asks = [_ask(1, drafts=[_chain(30, [0.99] * 30)]) for _ in range(4)]
+    plan_step([Claim(a, 8) for a in asks], 512, 256, 512, DraftPolicy(lambda n: 10.0, 1.0, max_rows=32))
+    assert sum(sum(_granted(a)) for a in asks) == 32 - 4
+    asks = [_ask(1, drafts=[_chain(30, [0.99] * 30)]) for _ in range(4)]
+    plan_step([Claim(a, 8) for a in asks], 512, 256, 512, DraftPolicy(lambda n: 10.0, 1.0))
+    assert sum(sum(_granted(a)) for a in asks) == 120  # (no bound given: every node the flat curve pays for)

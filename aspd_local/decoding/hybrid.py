@@ -23,9 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 from ..aspd.encode import branch_prefix
 from ..aspd.grammar import Constraint, Grammar, Phase, title_key
-from ..aspd.layout import branch_ending
 from ..aspd.tokens import AspdTokens
-from ..events import BlockEnd, BlockInfo, BlockStart, BranchDelta, BranchEnd, Event, Result, SerialDelta, Stats
+from ..events import BlockEnd, BlockInfo, BlockStart, Event, Result, SerialDelta, Stats
 from ..kv import Lane
 from ..llama.model import Model
 from ..params import Caps, Mode
@@ -267,13 +266,13 @@ class HybridDecoder:
         for b in branches:
             if not b.ended:
                 b.reason = "context"
-                yield from self._end_branch(b, block)
+                yield from self.loop.end_branch(b, block, b.index == len(self._branches) - 1)
         # Join: the home sequence gets every branch; the committed stream reads branch 0, 1, ... in order.
         lane.join(seqs)
         for b in branches:
             for t, m in zip(b.tokens, b.margins):
                 self._note(t, m)
-        texts = [_text(b) for b in branches]
+        texts = [b.visible_text for b in branches]
         self.blocks.append(BlockInfo(title_texts, texts, [len(b.tokens) for b in branches]))
         self.rendered.extend(b"".join(b.text.parts) for b in branches)
         yield BlockEnd(block, texts)
@@ -327,30 +326,13 @@ class HybridDecoder:
             still = []
             for b in active:
                 if b.next_token == close:
-                    yield from self._end_branch(b, block)
+                    yield from self.loop.end_branch(b, block, b.index == len(self._branches) - 1)
                     continue
                 if b.stops is not None and b.stops.stopped:
                     # a stop string closes the branch at its next step (the answer ends after the block)
                     b.reason, b.carry = "stop", (close, None)
                 still.append(b)
             active = still
-
-    def _end_branch(self, b: Stream, block: int) -> Iterator[Event]:
-        b.ended = True
-        tail = b.text.flush()
-        if b.stops is not None:
-            tail = b.stops.feed(tail) + b.stops.flush()
-        if tail:
-            yield BranchDelta(block, b.index, tail)
-        end = "" if b.stops is not None and b.stops.stopped else branch_ending(
-            b.text.text, b.index == len(self._branches) - 1)
-        if end:
-            # a branch cut short (its budget, the context) still ends its line, and a paragraph before a
-            # sibling ends with a blank line: the joined block is well formed (docs/format.md, rendering);
-            # display only, no token is added
-            b.text.parts.append(end.encode())
-            yield BranchDelta(block, b.index, end)
-        yield BranchEnd(block, b.index, _text(b), b.reason)
 
     # -- result ---------------------------------------------------------------
     def result(self) -> Result:
@@ -363,5 +345,3 @@ class HybridDecoder:
                       blocks=self.blocks, stats=self.stats, margins=list(self.margins) if self.record_margins else None)
 
 
-def _text(b: Stream) -> str:
-    return b.text.text if b.stops is None else cut_at_stop(b.text.text, b.stops.stop)[0]

@@ -40,7 +40,7 @@ def score_after(lane: Lane, aspd: AspdTokens | None, prefix: Sequence[int],
     if aspd is not None and set(continuation) & set(aspd.ids):
         raise ValueError("the continuation to score holds ASPD control tokens; score serial text only")
     at = yield from prefill(lane, prefix, aspd)
-    after_prefix = lane.mark()
+    after_prefix = len(lane.tokens)
     out: list[float] = [log_softmax_at(lane.logits(at), continuation[0])]
     pos0 = lane.next_pos
     todo = [row(t, pos0 + i, lane.home, True) for i, t in enumerate(continuation[:-1])]  # (the last one's

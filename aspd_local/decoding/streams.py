@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..aspd.grammar import Constraint, Grammar, Phase
-from ..events import BranchDelta, SerialDelta, Stats
+from ..aspd.layout import branch_ending
+from ..events import BranchDelta, BranchEnd, SerialDelta, Stats
 from ..kv import Lane
 from ..sampling import StreamInfo, StreamSampler
 from ..step import Ask, DraftOffer, row
 from ..suffix.index import TokenIndex
 from .speculative import DraftRequest, PendingDraft, Speculator, accept_walk, settle
-from .stops import StopFilter
+from .stops import StopFilter, cut_at_stop
 from .text import TextStream
 
 _MAX_NEW = 256  # tokens a stream's earlier proposals are followed along, at most (they die within max_depth)
@@ -63,6 +64,11 @@ class Stream:
     @property
     def is_branch(self) -> bool:
         return self.index is not None
+
+    @property
+    def visible_text(self) -> str:
+        """Its text up to a stop string."""
+        return self.text.text if self.stops is None else cut_at_stop(self.text.text, self.stops.stop)[0]
 
 
 class StreamLoop:
@@ -144,6 +150,23 @@ class StreamLoop:
                     delta = s.stops.feed(delta)
                 if delta:
                     yield BranchDelta(self.block_no(), s.index, delta) if s.is_branch else SerialDelta(delta)
+
+    def end_branch(self, b: Stream, block: int, last: bool) -> Iterator:
+        """A branch closed: the rest of its text, the line ending a joined block needs, and its BranchEnd."""
+        b.ended = True
+        tail = b.text.flush()
+        if b.stops is not None:
+            tail = b.stops.feed(tail) + b.stops.flush()
+        if tail:
+            yield BranchDelta(block, b.index, tail)
+        end = "" if b.stops is not None and b.stops.stopped else branch_ending(b.text.text, last)
+        if end:
+            # a branch cut short (its budget, the context) still ends its line, and a paragraph before a
+            # sibling ends with a blank line: the joined block is well formed (docs/format.md, rendering);
+            # display only, no token is added
+            b.text.parts.append(end.encode())
+            yield BranchDelta(block, b.index, end)
+        yield BranchEnd(block, b.index, b.visible_text, b.reason)
 
     # -- drafts ---------------------------------------------------------------
     def _offer(self, streams: list[Stream], ask: Ask) -> list[int]:

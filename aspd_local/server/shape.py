@@ -30,9 +30,12 @@ def summary(result: Result | None) -> dict:
     """The ``aspd`` object of a whole answer: mode, blocks, the engine's finish reason and statistics."""
     if result is None:
         return {"mode": None, "finish_reason": "cancelled", "blocks": [], "stats": None}
-    return {"mode": result.mode, "finish_reason": result.finish_reason,
-            "blocks": [{"titles": b.titles, "texts": b.texts, "tokens": b.token_counts} for b in result.blocks],
-            "stats": result.stats.as_dict()}
+    out = {"mode": result.mode, "finish_reason": result.finish_reason,
+           "blocks": [{"titles": b.titles, "texts": b.texts, "tokens": b.token_counts} for b in result.blocks],
+           "stats": result.stats.as_dict()}
+    if result.finish_reason == "context":  # (OpenAI's finish_reason says "length")
+        out["note"] = "the context filled: the answer ends with what it wrote"
+    return out
 
 
 class Shaper:
