@@ -4,9 +4,9 @@ Each request's granted ask becomes its part of the batch (its rows, the draft tr
 rows, the prompt rows it was given), the parts are decoded in one ``llama_decode``, and the new cells are
 recorded in the KV mirror. A decode llama.cpp refuses (no room: return code 1; or a failure) is retried
 smaller before any request is ended, as llama.cpp's server does: without drafts, then with half the
-prompt rows, then with half the requests (the others wait for the next step). Only a request whose own
-mandatory rows fail alone is told: :class:`~aspd_local.step.ContextFull` when the cache had no room (its
-answer ends with what it wrote), the error otherwise.
+requests (the others wait for the next step), then, for a request alone, with half its prompt rows.
+Only a request whose own mandatory rows fail alone is told: :class:`~aspd_local.step.ContextFull` when
+the cache had no room (its answer ends with what it wrote), the error otherwise.
 """
 
 from __future__ import annotations
@@ -94,11 +94,10 @@ def _smaller(entries: list[tuple[Lane, Ask]], todo: list[int], err: Exception, o
         for a in asks:
             a.trees = [None] * len(a.drafts)
         return todo
-    if any(a.n_prefill > 1 for a in asks):
-        for a in asks:
-            a.n_prefill = (a.n_prefill + 1) // 2
-        return todo
     if len(todo) > 1:
         return todo[:len(todo) // 2]  # the rest wait for the next step
+    if asks[0].n_prefill > 1:  # (last: a prompt cut elsewhere than alone may round differently)
+        asks[0].n_prefill = (asks[0].n_prefill + 1) // 2
+        return todo
     outcomes[todo[0]] = ContextFull() if isinstance(err, KvFull) else err
     return []
