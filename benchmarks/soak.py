@@ -39,7 +39,7 @@ def main() -> int:
         e.close()
     out = rep.as_dict()
     print(json.dumps({k: out[k] for k in ("requests", "concurrency", "slots", "seconds", "counts", "refused_decodes", "compared",
-                                           "ok")}))
+                                           "ok")} | {"near_ties": len(out["near_ties"])}))
     for k in ("errors", "cache_problems", "leaks", "mismatches"):
         if out[k]:
             print(f"{k}: {json.dumps(out[k][:5], indent=1)}", file=sys.stderr)

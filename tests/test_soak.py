@@ -21,6 +21,8 @@ def test_soak_50_requests(aspd_f16_path):
         e.close()
     assert rep.errors == [] and rep.cache_problems == [] and rep.leaks == []
     assert rep.mismatches == []
+    # answers that differ only where the answer alone had a near tie (f16 rounding by batch): a few at most
+    assert len(rep.near_ties) <= 3, rep.near_ties
     # the run exercised what it claims to: completions, cancels and drops, and compared the completions
     assert rep.counts.get("completed", 0) >= 30 and rep.counts.get("cancelled", 0) >= 2
     assert rep.counts.get("faulted", 0) >= 2 and rep.refused_decodes >= 1  # faults were injected, and pinned
