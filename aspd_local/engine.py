@@ -232,16 +232,6 @@ class Engine:
         old, self._spec.index = self._spec.index, index
         return old
 
-    @property
-    def _index_saver(self):
-        return self._spec.saver
-
-    def _global_index_path(self) -> str:
-        return self._spec.index_path()
-
-    def _model_key(self) -> str:
-        return self._spec.model_key()
-
     # -- chat -----------------------------------------------------------------
     def session(self, system: str | None = None, history: Iterable[Mapping | Message] = ()) -> "ChatSession":
         return ChatSession(self, system, history)

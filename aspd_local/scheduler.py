@@ -50,7 +50,7 @@ class Scheduler:
     def __init__(self, ctx: Context, cache: KvCache, *, n_slots: int, seq_quota: int, max_queue: int,
                  max_cached: int, step_tokens: int = 256, drafts: DraftPolicy | None = None):
         self.ctx, self.cache = ctx, cache
-        self.n_slots, self.seq_quota, self.max_queue, self.max_cached = n_slots, seq_quota, max_queue, max_cached
+        self.n_slots, self.seq_quota, self.max_queue = n_slots, seq_quota, max_queue
         self.step_tokens = step_tokens
         self.drafts = drafts or DraftPolicy()  # how draft nodes are granted (the engine sets its cost curve)
         self._waiting: list[Request] = []
@@ -321,7 +321,7 @@ class Scheduler:
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
         kept = False
-        if keep != "none" and self.max_cached > 0 and not errors:
+        if keep != "none" and self._cached.max_lines > 0 and not errors:
             try:
                 if keep == "prompt":
                     lane.rollback(lane.safe_prefix(s.prompt_len))

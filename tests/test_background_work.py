@@ -203,12 +203,12 @@ def test_engine_saves_every_answer_in_the_background(f16_path, tmp_path, monkeyp
     monkeypatch.setenv("ASPD_LOCAL_CACHE", str(tmp_path))
     e = make_engine(f16_path, speculate="suffix", suffix_budget="all", suffix_cache=True, n_threads=1)
     try:
-        path, key = e._global_index_path(), e._model_key()
+        path, key = e._spec.index_path(), e._spec.model_key()
         answers = [e.generate(f"Count from {i} to {i + 9}.", mode="ar", max_tokens=12, keep=False).tokens
                    for i in range(3)]
-        assert e._index_saver is not None and e._index_saver.requests == 3
+        assert e._spec.saver is not None and e._spec.saver.requests == 3
     finally:
         e.close()  # flushes the saver before the context goes
-    assert not e._index_saver.pending
+    assert not e._spec.saver.pending
     loaded = load_index(path, model_key=key, n_vocab=None)
     assert [s.tolist() for s in loaded.sequences()] == answers

@@ -259,7 +259,7 @@ def test_global_index_persists_and_damage_is_replaced(f16_path, tmp_path, monkey
     prompt = "Say: the quick brown fox jumps over the lazy dog, twice."
     e = make_engine(f16_path, speculate="suffix", suffix_budget="all", suffix_cache=True, n_threads=1)
     try:
-        path = e._global_index_path()
+        path = e._spec.index_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as fh:  # a damaged file from an earlier crash
             fh.write(b"PK\x03\x04 not really a zip")
@@ -276,7 +276,7 @@ def test_global_index_persists_and_damage_is_replaced(f16_path, tmp_path, monkey
         # the earlier answer is in the global index: the drafts come from it right away
         assert again.stats.accepted_draft_tokens >= len(first.tokens) // 2
         # a cache written for another model is ignored, not used
-        e._index_saver.flush()  # (the saver's write of the answer above lands first)
+        e._spec.saver.flush()  # (the saver's write of the answer above lands first)
         save_index(TokenIndex.from_sequences([[1, 2, 3]]), path, model_key="some-other-model")
         e.set_global_index(None)
         assert e.global_index().n_tokens == 0

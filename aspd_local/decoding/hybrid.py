@@ -62,11 +62,9 @@ class HybridDecoder:
         self.finish_reason = "stop"
         self.stopped = False  # a stop string ended the answer
         self.speculator = speculator
-        a = self.aspd
         self.loop = StreamLoop(lane, self.grammar, model.piece, self.stats, record_margins, speculator, self._room,
-                               self._note, a.branch_close if a else None, a.para_open if a else None,
-                               lambda: len(self.blocks), self._constraint)
-        self._sep_len = len(model.tokenize(a.separator)) if a else 0
+                               self._note, lambda: len(self.blocks), self._constraint)
+        self._sep_len = len(model.tokenize(self.aspd.separator)) if self.aspd else 0
         self._budget = 0  # tokens the block being announced may take in all (set at its first <|title|>)
         self._branches: list[Stream] = []
 
@@ -236,7 +234,7 @@ class HybridDecoder:
         context_short = by_cells < by_tokens and by_cells // n < self.caps.max_branch_tokens
         self._branches = []
         if cap < 0:  # not even the prefixes and closes fit (only where titles re-tokenize much longer)
-            self.finish_reason = "context" if by_cells < by_tokens else "length"
+            self.finish_reason = self._end_reason()
             return None
         self.stats.blocks += 1
         self.stats.branches += n

@@ -79,12 +79,13 @@ class StreamLoop:
 
     def __init__(self, lane: Lane, grammar: Grammar, piece, stats: Stats, record_margins: bool,
                  speculator: Speculator | None, room: Callable[[Stream], int],
-                 note: Callable[[int, float | None], None], close_id: int | None, para_open_id: int | None,
+                 note: Callable[[int, float | None], None],
                  block_no: Callable[[], int], constraint: Callable[[Stream, int], Constraint]):
         self.lane, self.grammar, self.piece, self.stats = lane, grammar, piece, stats
         self.record_margins, self.speculator = record_margins, speculator
         self.room, self.note, self.block_no, self.constraint = room, note, block_no, constraint
-        self.close_id, self.para_open_id = close_id, para_open_id
+        a = grammar.aspd if grammar.structured else None  # (no block ever opens in plain decoding)
+        self.close_id, self.para_open_id = (a.branch_close, a.para_open) if a else (None, None)
 
     # -- choosing -------------------------------------------------------------
     def sample(self, s: Stream, pending: int = 0) -> tuple[int, float | None]:
